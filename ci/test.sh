@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, docs, and every test, with both AEAD
+# backends. README.md names this command; .ci/run calls exactly it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features fastnet/rustcrypto -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "tests (ring AEAD)"
+cargo test --workspace
+
+step "tests (ring and RustCrypto AEAD side by side)"
+cargo test -p fastnet --features rustcrypto --lib crypto
+
+echo
+echo "all checks passed"

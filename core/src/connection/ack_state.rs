@@ -1,0 +1,101 @@
+//! When to acknowledge (PROTOCOL.md §6.1): the set of received packet numbers
+//! and the rules that decide between riding on the next outgoing packet and
+//! sending an ACK-only packet.
+
+use std::time::{Duration, Instant};
+
+use crate::ack::AckRanges;
+use crate::config::TransportConfig;
+
+/// Acknowledgement state of the receiving direction.
+#[derive(Debug)]
+pub(super) struct AckState {
+    /// Packet numbers received and not yet known to be known by the peer.
+    pub ranges: AckRanges,
+    /// Whether `ranges` has news the peer has not been sent.
+    pending: bool,
+    /// Ack-eliciting packets received since the last ACK was sent.
+    eliciting_unacked: u32,
+    /// When the oldest unacknowledged ack-eliciting packet must be acknowledged.
+    deadline: Option<Instant>,
+    /// An ACK should go out with the next packet, even alone.
+    immediate: bool,
+    /// When the largest packet number in `ranges` arrived (for the ack delay).
+    largest_received_at: Option<Instant>,
+}
+
+impl AckState {
+    pub fn new() -> Self {
+        Self {
+            ranges: AckRanges::new(),
+            pending: false,
+            eliciting_unacked: 0,
+            deadline: None,
+            immediate: false,
+            largest_received_at: None,
+        }
+    }
+
+    /// Records an authenticated packet.
+    pub fn on_packet_received(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        ack_eliciting: bool,
+        config: &TransportConfig,
+    ) {
+        let outcome = self.ranges.insert(pn);
+        if !outcome.is_new() {
+            return;
+        }
+        if self.ranges.largest() == Some(pn) {
+            self.largest_received_at = Some(now);
+        }
+        self.pending = true;
+        if !ack_eliciting {
+            return;
+        }
+        self.eliciting_unacked += 1;
+        if outcome.is_irregular() || self.eliciting_unacked >= config.ack_eliciting_threshold {
+            self.immediate = true;
+        }
+        if self.deadline.is_none() {
+            self.deadline = Some(now + config.max_ack_delay);
+        }
+    }
+
+    /// Whether the next packet should carry an ACK frame.
+    pub fn has_news(&self) -> bool {
+        self.pending && !self.ranges.is_empty()
+    }
+
+    /// Whether an ACK must go out now, alone if nothing else does.
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.has_news() && (self.immediate || self.deadline.is_some_and(|d| now >= d))
+    }
+
+    /// When a delayed acknowledgement becomes due.
+    pub fn deadline(&self) -> Option<Instant> {
+        if !self.has_news() {
+            return None;
+        }
+        if self.immediate {
+            return self.largest_received_at.or(self.deadline);
+        }
+        self.deadline
+    }
+
+    /// The delay to report for the largest acknowledged packet.
+    pub fn ack_delay(&self, now: Instant) -> Duration {
+        self.largest_received_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// An ACK frame went out.
+    pub fn on_ack_sent(&mut self) {
+        self.pending = false;
+        self.eliciting_unacked = 0;
+        self.deadline = None;
+        self.immediate = false;
+    }
+}

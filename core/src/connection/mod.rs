@@ -1,0 +1,855 @@
+//! One established FastNet connection as a sans-IO state machine: datagrams and
+//! the current time go in, datagrams to send, delivered messages, events and the
+//! next deadline come out. It owns no socket and reads no clock.
+//!
+//! A driver repeats, in any order that suits it:
+//! * [`Connection::handle_datagram`] for each datagram received for this connection;
+//! * [`Connection::handle_timeout`] once [`Connection::poll_timeout`] has passed;
+//! * [`Connection::poll_transmit`] until it returns `None`, sending each datagram;
+//! * [`Connection::recv_into`] and [`Connection::poll_event`] to hand messages and
+//!   events to the application, and [`Connection::send`] to queue messages.
+
+mod ack_state;
+mod sent;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::channel::{FrameLimits, Inbox, RecvChannels, SendChannel};
+use crate::config::{ChannelId, ConfigError, TransportConfig};
+use crate::crypto::{Secret, TAG_BYTES};
+use crate::error::{close_code, DisconnectReason, DropReason, SendError, Violation};
+use crate::frame::{Frame, FrameReader};
+use crate::keys::KeyPhases;
+use crate::packet::{
+    decode_packet_number, truncate_packet_number, ConnectionId, Header, HeaderError, HEADER_BYTES,
+};
+use crate::pool::BufferPool;
+use crate::replay::{ReplayError, ReplayWindow};
+use crate::rtt::RttEstimator;
+use crate::stats::ConnectionStats;
+use crate::varint::Writer;
+
+use ack_state::AckState;
+use sent::{PacketState, SentPacket, SentPackets};
+
+/// Packets at least this many numbers older than an acknowledged one are lost
+/// (RFC 9002's initial packet threshold: tolerates a little reordering).
+const INITIAL_PACKET_THRESHOLD: u64 = 3;
+/// The packet threshold grows when losses turn out spurious (a jittery link
+/// reorders more), up to this many packets.
+const MAX_PACKET_THRESHOLD: u64 = 256;
+/// The time threshold starts at 9/8 of the RTT (RFC 9002) and grows by 1/8 per
+/// spurious loss up to this many eighths (2 RTTs).
+const MAX_TIME_THRESHOLD_EIGHTHS: u32 = 16;
+/// Most consecutive PTO doublings: caps the probe interval near 64 PTOs.
+const MAX_PTO_BACKOFF_EXPONENT: u32 = 6;
+/// Packets carrying DISCONNECT when closing (one lost close should not leave
+/// the peer waiting for its idle timeout).
+const CLOSE_PACKETS: u8 = 3;
+/// Failed authentications tolerated on one connection (PROTOCOL.md §2.2).
+const MAX_AUTHENTICATION_FAILURES: u64 = 1 << 36;
+/// Largest packet number ever sent: the 62-bit space of PROTOCOL.md §1.3.
+const MAX_PACKET_NUMBER: u64 = (1 << 62) - 1;
+/// Message buffers kept for reuse on each side of a connection.
+const POOLED_BUFFERS: usize = 64;
+
+/// What the handshake hands the protocol core: the connection IDs and the two
+/// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").
+#[derive(Clone, Debug)]
+pub struct SessionKeys {
+    /// The ID the peer puts in packets for us.
+    pub local_cid: ConnectionId,
+    /// The ID we put in packets for the peer.
+    pub peer_cid: ConnectionId,
+    /// Secret of our sending direction.
+    pub send_secret: Secret,
+    /// Secret of our receiving direction.
+    pub recv_secret: Secret,
+}
+
+/// Something that happened to the connection, from [`Connection::poll_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The connection ended; nothing more will be sent or delivered.
+    Disconnected(DisconnectReason),
+}
+
+/// A message delivered to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The channel it arrived on.
+    pub channel: ChannelId,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Established,
+    /// Sending the remaining DISCONNECT packets, then closed.
+    Closing {
+        code: u32,
+        packets_left: u8,
+    },
+    Closed,
+}
+
+/// An established, encrypted FastNet connection (see the module docs for the
+/// driving loop).
+#[derive(Debug)]
+pub struct Connection {
+    config: Arc<TransportConfig>,
+    local_cid: ConnectionId,
+    peer_cid: ConnectionId,
+    state: State,
+    keys: KeyPhases,
+    replay: ReplayWindow,
+    rtt: RttEstimator,
+    ack: AckState,
+    sent: SentPackets,
+    send_channels: Vec<SendChannel>,
+    /// Channel indices by descending priority.
+    send_order: Vec<ChannelId>,
+    round_robin: usize,
+    recv_channels: RecvChannels,
+    inbox: Inbox,
+    send_pool: BufferPool,
+    events: VecDeque<Event>,
+    next_pn: u64,
+    largest_acked: Option<u64>,
+    loss_time: Option<Instant>,
+    pto_backoff: u32,
+    packet_threshold: u64,
+    time_threshold_eighths: u32,
+    ping_pending: bool,
+    last_sent: Instant,
+    last_received: Instant,
+    authentication_failures: u64,
+    stats: ConnectionStats,
+}
+
+impl Connection {
+    /// A connection that starts established at `now`, with keys from the handshake.
+    pub fn new(
+        config: Arc<TransportConfig>,
+        keys: SessionKeys,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let send_channels: Vec<SendChannel> = config
+            .channels()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SendChannel::new(i as ChannelId, c))
+            .collect();
+        let mut send_order: Vec<ChannelId> = (0..send_channels.len() as ChannelId).collect();
+        send_order.sort_by_key(|&i| std::cmp::Reverse(send_channels[i as usize].priority()));
+        let recv_channels = RecvChannels::new(
+            config.channels().iter().map(|c| c.kind),
+            config.max_unreliable_reassemblies,
+        );
+        Ok(Self {
+            local_cid: keys.local_cid,
+            peer_cid: keys.peer_cid,
+            state: State::Established,
+            keys: KeyPhases::new(keys.send_secret, keys.recv_secret, config.aead_backend),
+            replay: ReplayWindow::new(),
+            rtt: RttEstimator::new(config.initial_rtt),
+            ack: AckState::new(),
+            sent: SentPackets::new(),
+            send_channels,
+            send_order,
+            round_robin: 0,
+            recv_channels,
+            inbox: Inbox::new(POOLED_BUFFERS),
+            send_pool: BufferPool::new(POOLED_BUFFERS),
+            events: VecDeque::new(),
+            next_pn: 0,
+            largest_acked: None,
+            loss_time: None,
+            pto_backoff: 0,
+            packet_threshold: INITIAL_PACKET_THRESHOLD,
+            time_threshold_eighths: 9,
+            ping_pending: false,
+            last_sent: now,
+            last_received: now,
+            authentication_failures: 0,
+            stats: ConnectionStats::default(),
+            config,
+        })
+    }
+
+    /// The ID the peer addresses us by.
+    pub fn local_cid(&self) -> ConnectionId {
+        self.local_cid
+    }
+
+    /// The ID we address the peer by.
+    pub fn peer_cid(&self) -> ConnectionId {
+        self.peer_cid
+    }
+
+    /// The configuration this connection runs with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// Whether the connection can still send and receive messages.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// Whether the connection is finished: nothing more to send, the driver may drop it.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Smoothed round-trip time (the initial estimate before any measurement).
+    pub fn rtt(&self) -> Duration {
+        self.rtt.smoothed()
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> ConnectionStats {
+        let mut s = self.stats;
+        s.rtt = self.rtt.smoothed();
+        s.rtt_var = self.rtt.var();
+        s.min_rtt = self.rtt.min();
+        s.messages_received = self.inbox.delivered;
+        s
+    }
+
+    /// Generation of the keys now used for sending (0 before any key update).
+    pub fn key_generation(&self) -> u64 {
+        self.keys.generation()
+    }
+
+    /// Bytes queued for sending or waiting for acknowledgement, all channels.
+    pub fn queued_bytes(&self) -> usize {
+        self.send_channels
+            .iter()
+            .map(SendChannel::queued_bytes)
+            .sum()
+    }
+
+    /// Messages queued for sending or waiting for acknowledgement, all channels.
+    pub fn queued_messages(&self) -> usize {
+        self.send_channels
+            .iter()
+            .map(SendChannel::queued_messages)
+            .sum()
+    }
+
+    /// Bytes of received messages held for reordering or reassembly.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.recv_channels.held_bytes()
+    }
+
+    // ----- application side -------------------------------------------------
+
+    /// Queues a message on a channel. It goes out with the next `poll_transmit`.
+    ///
+    /// Never drops silently: a message that cannot be queued is refused with the
+    /// reason (too large for the channel, queue full, unknown channel, closed).
+    pub fn send(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
+        if self.state != State::Established {
+            return Err(SendError::Closed);
+        }
+        let max = self
+            .send_channels
+            .get(channel as usize)
+            .ok_or(SendError::UnknownChannel(channel))?
+            .max_message_bytes();
+        if data.len() > max {
+            return Err(SendError::MessageTooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        if self.queued_bytes() + data.len() > self.config.send_queue_bytes
+            || self.queued_messages() >= self.config.send_queue_messages
+        {
+            return Err(SendError::WouldBlock);
+        }
+        let fragment_bytes = self.config.fragment_bytes();
+        self.send_channels[channel as usize].push(data, fragment_bytes, &mut self.send_pool);
+        self.stats.messages_sent += 1;
+        Ok(())
+    }
+
+    /// Takes the next delivered message, swapping its bytes into `out` (whose
+    /// previous buffer is kept for reuse): no allocation and no copy once the
+    /// connection is warm. Returns the message's channel, or `None` if no
+    /// message is waiting.
+    pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<ChannelId> {
+        let (channel, mut data) = self.inbox.queue.pop_front()?;
+        self.inbox.bytes -= data.len();
+        std::mem::swap(out, &mut data);
+        self.inbox.pool.give(data);
+        Some(channel)
+    }
+
+    /// Takes the next delivered message as an owned [`Message`].
+    pub fn recv(&mut self) -> Option<Message> {
+        let (channel, data) = self.inbox.queue.pop_front()?;
+        self.inbox.bytes -= data.len();
+        Some(Message { channel, data })
+    }
+
+    /// Takes the next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Starts a key update now, if one may start (the current keys have been
+    /// confirmed by the peer). Returns whether it started.
+    pub fn update_keys(&mut self, now: Instant) -> bool {
+        self.state == State::Established && self.keys.initiate(now)
+    }
+
+    /// Closes the connection: the peer is told `code` (PROTOCOL.md §3.4) by the
+    /// next `poll_transmit` calls, queued data is discarded.
+    pub fn close(&mut self, code: u32) {
+        if self.state != State::Established {
+            return;
+        }
+        self.state = State::Closing {
+            code,
+            packets_left: CLOSE_PACKETS,
+        };
+        self.release_buffers();
+    }
+
+    // ----- network side -----------------------------------------------------
+
+    /// Processes one datagram addressed to this connection, decrypting it in place.
+    ///
+    /// `Err` says why it was dropped (also counted in [`ConnectionStats::dropped`]);
+    /// a dropped datagram changes nothing else. A peer that breaks the protocol
+    /// in an authenticated packet is disconnected (see [`Event::Disconnected`]).
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
+        let result = self.process_datagram(now, datagram);
+        if let Err(reason) = result {
+            let d = &mut self.stats.dropped;
+            *match reason {
+                DropReason::BadLength => &mut d.bad_length,
+                DropReason::BadHeader => &mut d.bad_header,
+                DropReason::WrongConnection => &mut d.wrong_connection,
+                DropReason::Duplicate => &mut d.duplicate,
+                DropReason::TooOld => &mut d.too_old,
+                DropReason::KeysDiscarded => &mut d.keys_discarded,
+                DropReason::AuthenticationFailed => &mut d.authentication_failed,
+                DropReason::ReceiveQueueFull => &mut d.receive_queue_full,
+                DropReason::Closed => &mut d.closed,
+            } += 1;
+        }
+        result
+    }
+
+    fn process_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
+        if self.state != State::Established {
+            return Err(DropReason::Closed);
+        }
+        let header = Header::decode(datagram).map_err(|e| match e {
+            HeaderError::TooShort | HeaderError::TooLong => DropReason::BadLength,
+            _ => DropReason::BadHeader,
+        })?;
+        if header.destination != self.local_cid {
+            return Err(DropReason::WrongConnection);
+        }
+        let pn = decode_packet_number(self.replay.largest(), header.packet_number_low);
+        self.replay.check(pn).map_err(|e| match e {
+            ReplayError::Duplicate => DropReason::Duplicate,
+            ReplayError::TooOld => DropReason::TooOld,
+        })?;
+        let selection = self
+            .keys
+            .select_recv_key(header.key_phase, pn)
+            .ok_or(DropReason::KeysDiscarded)?;
+        let (head, body) = datagram.split_at_mut(HEADER_BYTES);
+        let key = self
+            .keys
+            .recv_key(selection)
+            .ok_or(DropReason::KeysDiscarded)?;
+        let Ok(len) = key.open_in_place(pn, head, body) else {
+            self.authentication_failures += 1;
+            if self.authentication_failures >= MAX_AUTHENTICATION_FAILURES {
+                self.disconnect(
+                    DisconnectReason::AuthenticationFailures,
+                    Some(close_code::AUTHENTICATION_FAILURES),
+                );
+            }
+            return Err(DropReason::AuthenticationFailed);
+        };
+        let payload = &body[..len];
+        // Refuse new data, unacknowledged, while the application is not reading.
+        if self.inbox.bytes >= self.config.recv_queue_bytes
+            && FrameReader::new(payload).any(|f| matches!(f, Ok(Frame::Data(_))))
+        {
+            return Err(DropReason::ReceiveQueueFull);
+        }
+        self.replay.insert(pn);
+        let pto = self.rtt.pto(self.config.max_ack_delay);
+        if self
+            .keys
+            .on_packet_authenticated(selection, pn, now, pto)
+            .is_some()
+        {
+            self.stats.key_updates += 1;
+        }
+        self.last_received = now;
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += datagram.len() as u64;
+
+        let payload = &datagram[HEADER_BYTES..HEADER_BYTES + len];
+        match self.process_frames(now, payload, selection.generation()) {
+            Ok(eliciting) => {
+                self.ack
+                    .on_packet_received(now, pn, eliciting, &self.config);
+                Ok(())
+            }
+            Err(violation) => {
+                self.disconnect(
+                    DisconnectReason::ProtocolViolation(violation),
+                    Some(close_code::PROTOCOL_VIOLATION),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the frames of an authenticated packet; returns whether it was
+    /// ack-eliciting.
+    fn process_frames(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        key_generation: u64,
+    ) -> Result<bool, Violation> {
+        let mut eliciting = false;
+        let mut any = false;
+        for frame in FrameReader::new(payload) {
+            let frame = frame.map_err(Violation::MalformedFrame)?;
+            any = true;
+            eliciting |= frame.is_ack_eliciting();
+            match frame {
+                Frame::Padding | Frame::Ping => {}
+                Frame::Ack(ack) => self.on_ack(now, &ack)?,
+                Frame::Disconnect { code } => {
+                    self.disconnect(DisconnectReason::ClosedByPeer { code }, None);
+                    return Ok(false);
+                }
+                Frame::KeyUpdate { generation } => {
+                    if generation != key_generation {
+                        return Err(Violation::KeyUpdateGeneration);
+                    }
+                }
+                Frame::Data(data) => {
+                    let channel = self
+                        .config
+                        .channels()
+                        .get(data.channel as usize)
+                        .ok_or(Violation::UnknownChannel(data.channel))?;
+                    let limits = FrameLimits {
+                        fragment_bytes: self.config.fragment_bytes(),
+                        max_message_bytes: channel.max_message_bytes,
+                        window_bytes: self.config.reliable_window_bytes,
+                    };
+                    self.recv_channels.on_frame(
+                        data.channel,
+                        data.message_id,
+                        data.fragment,
+                        data.payload,
+                        limits,
+                        &mut self.inbox,
+                    )?;
+                }
+            }
+        }
+        if any {
+            Ok(eliciting)
+        } else {
+            Err(Violation::EmptyPacket)
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
+        if ack.largest() >= self.next_pn {
+            return Err(Violation::AckOfUnsentPacket);
+        }
+        let mut largest_newly_acked: Option<(u64, Instant)> = None;
+        let first_kept = self.sent.first_pn();
+        for range in ack.ranges() {
+            let (lo, hi) = (*range.start(), *range.end());
+            if hi < first_kept {
+                break;
+            }
+            for pn in lo.max(first_kept)..=hi {
+                let packet = match self.sent.resolve(pn, PacketState::Resolved) {
+                    Ok(packet) => packet,
+                    Err(PacketState::Lost) => {
+                        // Declared lost, yet it arrived: the link reorders more than
+                        // we allowed for. Be more patient from now on.
+                        self.stats.spurious_losses += 1;
+                        let distance = ack.largest() - pn + 1;
+                        self.packet_threshold = self
+                            .packet_threshold
+                            .max(distance)
+                            .min(MAX_PACKET_THRESHOLD);
+                        self.time_threshold_eighths =
+                            (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
+                    largest_newly_acked = Some((pn, packet.time_sent));
+                }
+                self.on_packet_acked(pn, &packet);
+            }
+        }
+        self.largest_acked = Some(
+            self.largest_acked
+                .map_or(ack.largest(), |l| l.max(ack.largest())),
+        );
+        if let Some((pn, time_sent)) = largest_newly_acked {
+            if pn == ack.largest() {
+                let delay =
+                    Duration::from_micros(ack.ack_delay_us()).min(self.config.max_ack_delay);
+                self.rtt
+                    .update(now.saturating_duration_since(time_sent), delay);
+            }
+            self.pto_backoff = 0;
+        }
+        self.detect_lost(now);
+        self.sent.pop_resolved();
+        Ok(())
+    }
+
+    fn on_packet_acked(&mut self, pn: u64, packet: &SentPacket) {
+        self.keys.on_packet_acked(pn);
+        if let Some(largest) = packet.largest_ack_sent {
+            // The peer has seen an ACK up to `largest`; it need not hear of them again.
+            self.ack.ranges.remove_below(largest + 1);
+        }
+        for f in self.sent.frames_of(packet) {
+            self.send_channels[f.channel as usize].on_fragment_acked(
+                f.message_id,
+                f.index,
+                &mut self.send_pool,
+            );
+        }
+    }
+
+    /// Declares lost the packets that the acknowledgements show are missing
+    /// (PROTOCOL.md §6.3) and arms the timer for those not yet overdue.
+    fn detect_lost(&mut self, now: Instant) {
+        self.loss_time = None;
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
+        let loss_delay = self.rtt.loss_delay() * self.time_threshold_eighths / 9;
+        let threshold = self.packet_threshold;
+        loop {
+            let overdue = self
+                .sent
+                .in_flight_below(largest)
+                .find(|&(pn, sent)| largest - pn >= threshold || sent + loss_delay <= now);
+            match overdue {
+                Some((pn, _)) => self.declare_lost(pn),
+                None => break,
+            }
+        }
+        self.loss_time = self
+            .sent
+            .in_flight_below(largest)
+            .map(|(_, sent)| sent + loss_delay)
+            .min();
+    }
+
+    fn declare_lost(&mut self, pn: u64) {
+        let Ok(packet) = self.sent.resolve(pn, PacketState::Lost) else {
+            return;
+        };
+        self.stats.packets_lost += 1;
+        for f in self.sent.frames_of(&packet) {
+            self.send_channels[f.channel as usize].on_fragment_lost(f.message_id, f.index);
+        }
+    }
+
+    /// When the probe timer fires, if armed.
+    fn pto_deadline(&self) -> Option<Instant> {
+        let last = self.sent.last_eliciting_sent()?;
+        let pto = self.rtt.pto(self.config.max_ack_delay) * (1 << self.pto_backoff);
+        Some(last + pto)
+    }
+
+    /// Processes timers whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != State::Established {
+            return;
+        }
+        if now >= self.last_received + self.config.idle_timeout {
+            self.disconnect(DisconnectReason::Timeout, None);
+            return;
+        }
+        if self.loss_time.is_some_and(|t| now >= t) {
+            self.detect_lost(now);
+            self.sent.pop_resolved();
+        }
+        if self.pto_deadline().is_some_and(|t| now >= t) {
+            // Nothing was acknowledged for a whole PTO: everything in flight is lost.
+            let had_reliable = self.send_channels.iter().any(SendChannel::has_unacked);
+            loop {
+                let Some((pn, _)) = self.sent.in_flight_below(u64::MAX).next() else {
+                    break;
+                };
+                self.declare_lost(pn);
+            }
+            self.sent.pop_resolved();
+            self.pto_backoff = (self.pto_backoff + 1).min(MAX_PTO_BACKOFF_EXPONENT);
+            if had_reliable {
+                self.ping_pending = true;
+            }
+        }
+        if now >= self.last_sent + self.config.keep_alive_interval {
+            self.ping_pending = true;
+        }
+        self.keys.on_timeout(now);
+    }
+
+    /// The next instant at which [`Connection::handle_timeout`] (or
+    /// [`Connection::poll_transmit`], for a delayed acknowledgement) has work.
+    /// `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed => return None,
+            State::Closing { .. } => return Some(self.last_sent),
+            State::Established => {}
+        }
+        let mut t = self.last_received + self.config.idle_timeout;
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = t.min(x);
+            }
+        };
+        consider(Some(self.last_sent + self.config.keep_alive_interval));
+        consider(self.ack.deadline());
+        consider(self.loss_time);
+        consider(self.pto_deadline());
+        consider(self.keys.next_timeout());
+        if self.ping_pending {
+            consider(Some(self.last_sent));
+        }
+        Some(t)
+    }
+}
+
+impl Connection {
+    /// Writes the next datagram to send into `buf` and returns its length, or
+    /// `None` when nothing needs sending now. Call until it returns `None`.
+    ///
+    /// `buf` must hold at least `max_datagram_bytes` (1200 by default); with a
+    /// smaller buffer nothing is written and `None` is returned.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let max = self.config.max_datagram_bytes;
+        if buf.len() < max {
+            return None;
+        }
+        let buf = &mut buf[..max];
+        let close_code = match self.state {
+            State::Closed => return None,
+            State::Closing { code, packets_left } => {
+                if packets_left <= 1 {
+                    self.state = State::Closed;
+                } else {
+                    self.state = State::Closing {
+                        code,
+                        packets_left: packets_left - 1,
+                    };
+                }
+                Some(code)
+            }
+            State::Established => None,
+        };
+        if close_code.is_none() {
+            if self.next_pn >= MAX_PACKET_NUMBER {
+                self.disconnect(
+                    DisconnectReason::PacketNumbersExhausted,
+                    Some(close_code::PACKET_NUMBERS_EXHAUSTED),
+                );
+                return self.poll_transmit(now, buf);
+            }
+            if self.keys.should_initiate(
+                now,
+                self.config.key_update_packets,
+                self.config.key_update_interval,
+            ) {
+                self.keys.initiate(now);
+            }
+        }
+
+        let window_bytes = self.config.reliable_window_bytes;
+        let data_ready = close_code.is_none()
+            && self.sent.in_flight() < self.config.max_in_flight_packets
+            && self
+                .send_channels
+                .iter()
+                .any(|c| c.has_sendable(window_bytes));
+        let ping_due = close_code.is_none()
+            && (self.ping_pending || now >= self.last_sent + self.config.keep_alive_interval);
+        let ack_due = self.ack.is_due(now);
+        if close_code.is_none() && !data_ready && !ping_due && !ack_due {
+            return None;
+        }
+
+        let (head, rest) = buf.split_at_mut(HEADER_BYTES);
+        let payload_capacity = rest.len() - TAG_BYTES;
+        let mut w = Writer::new(&mut rest[..payload_capacity]);
+        let mut eliciting = false;
+        let mut largest_ack_sent = None;
+        if self.ack.has_news() {
+            let delay_us = self.ack.ack_delay(now).as_micros() as u64;
+            if self
+                .ack
+                .ranges
+                .encode_ack(&mut w, delay_us, crate::ack::MAX_ACK_RANGES_SENT)
+                .is_ok()
+            {
+                largest_ack_sent = self.ack.ranges.largest();
+                self.ack.on_ack_sent();
+            }
+        }
+        let frames_start = self.sent.frames_end();
+        if let Some(code) = close_code {
+            Frame::Disconnect { code }
+                .encode(&mut w)
+                .expect("an empty packet holds a DISCONNECT");
+        } else {
+            if let Some(generation) = self.keys.take_pending_key_update_frame() {
+                if (Frame::KeyUpdate { generation }).encode(&mut w).is_ok() {
+                    eliciting = true;
+                }
+            }
+            if data_ready {
+                let fragment_bytes = self.config.fragment_bytes();
+                let sent = &mut self.sent;
+                let stats = &mut self.stats;
+                let mut record = |f, retransmission| {
+                    sent.push_frame(f);
+                    if retransmission {
+                        stats.frames_retransmitted += 1;
+                    }
+                };
+                let n = self.send_order.len();
+                self.round_robin = self.round_robin.wrapping_add(1);
+                let mut i = 0;
+                while i < n {
+                    // A run of channels of equal priority, visited from a rotating start.
+                    let priority = self.send_channels[self.send_order[i] as usize].priority();
+                    let mut j = i;
+                    while j < n
+                        && self.send_channels[self.send_order[j] as usize].priority() == priority
+                    {
+                        j += 1;
+                    }
+                    let run = j - i;
+                    for k in 0..run {
+                        let ch = self.send_order[i + (self.round_robin + k) % run] as usize;
+                        if self.send_channels[ch].write_frames(
+                            &mut w,
+                            fragment_bytes,
+                            window_bytes,
+                            &mut self.send_pool,
+                            &mut record,
+                        ) > 0
+                        {
+                            eliciting = true;
+                        }
+                    }
+                    i = j;
+                }
+            }
+            if ping_due && !eliciting && Frame::Ping.encode(&mut w).is_ok() {
+                eliciting = true;
+            }
+            if eliciting {
+                self.ping_pending = false;
+            }
+        }
+        let payload_len = w.position();
+        if payload_len == 0 {
+            return None;
+        }
+
+        let pn = self.next_pn;
+        self.next_pn += 1;
+        let header = Header {
+            key_phase: self.keys.send_phase(),
+            destination: self.peer_cid,
+            packet_number_low: truncate_packet_number(pn),
+        };
+        let head: &mut [u8; HEADER_BYTES] = head.try_into().expect("split at HEADER_BYTES");
+        header.encode(head);
+        let tag = self
+            .keys
+            .send_key()
+            .seal_in_place(pn, head, &mut rest[..payload_len]);
+        rest[payload_len..payload_len + TAG_BYTES].copy_from_slice(&tag);
+        self.keys.on_packet_sent(pn, now);
+        let tracked = eliciting && close_code.is_none();
+        self.sent.push(
+            pn,
+            SentPacket {
+                time_sent: now,
+                state: if tracked {
+                    PacketState::InFlight
+                } else {
+                    PacketState::Resolved
+                },
+                frames_start,
+                frames_end: self.sent.frames_end(),
+                largest_ack_sent,
+            },
+        );
+        if !tracked {
+            self.sent.pop_resolved();
+        }
+        let len = HEADER_BYTES + payload_len + TAG_BYTES;
+        self.last_sent = now;
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += len as u64;
+        if !eliciting && close_code.is_none() {
+            self.stats.ack_only_packets_sent += 1;
+        }
+        Some(len)
+    }
+
+    /// Ends the connection for `reason`; with a `code`, tells the peer.
+    fn disconnect(&mut self, reason: DisconnectReason, code: Option<u32>) {
+        if self.state != State::Established {
+            return;
+        }
+        self.state = match code {
+            Some(code) => State::Closing {
+                code,
+                packets_left: CLOSE_PACKETS,
+            },
+            None => State::Closed,
+        };
+        self.events.push_back(Event::Disconnected(reason));
+        self.release_buffers();
+    }
+
+    /// Frees send and reassembly buffers of a connection that is ending.
+    fn release_buffers(&mut self) {
+        for c in &mut self.send_channels {
+            c.clear(&mut self.send_pool);
+        }
+        self.recv_channels.clear(&mut self.inbox.pool);
+        self.sent.clear();
+        self.ack = AckState::new();
+    }
+}
