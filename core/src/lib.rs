@@ -43,8 +43,11 @@
 //!
 //! # Modules
 //!
-//! Application-facing: [`connection`], [`config`], [`error`], [`stats`],
-//! [`conditioner`] (simulated bad networks, also over real sockets), [`sim`].
+//! Application-facing: [`net`] (the socket drivers: game-loop `Client` and
+//! `Server`, the multi-peer `Endpoint`, socket set-up), [`session`] (the TLS 1.3
+//! handshake, trust options, certificates), [`connection`], [`config`],
+//! [`error`], [`stats`], [`conditioner`] (simulated bad networks, also over real
+//! sockets), [`sim`].
 //! Protocol building blocks, public for tools, fuzzing and alternative drivers:
 //! [`packet`], [`frame`], [`varint`], [`ack`], [`crypto`], [`keys`], [`replay`].
 
@@ -61,10 +64,12 @@ pub mod crypto;
 pub mod error;
 pub mod frame;
 pub mod keys;
+pub mod net;
 pub mod packet;
 mod pool;
 pub mod replay;
 pub mod rtt;
+pub mod session;
 pub mod sim;
 pub mod stats;
 pub mod varint;

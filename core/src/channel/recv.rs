@@ -84,8 +84,16 @@ impl Reassembly {
         }
     }
 
-    fn new(count: u32, fragment_bytes: usize, pool: &mut BufferPool) -> Self {
-        let size = count as usize * fragment_bytes;
+    /// A reassembly buffer sized for the largest message the fragment count
+    /// allows, but never beyond the channel's limit (so the memory bound is
+    /// exactly the limit; a fragment that would write past it is refused).
+    fn new(
+        count: u32,
+        fragment_bytes: usize,
+        max_message_bytes: usize,
+        pool: &mut BufferPool,
+    ) -> Self {
+        let size = (count as usize * fragment_bytes).min(max_message_bytes);
         let mut data = pool.take(size);
         data.resize(size, 0);
         Self {
@@ -206,7 +214,12 @@ impl ReliableRecv {
                 inbox.copy(payload)
             }
             (Slot::Empty, Some(f)) => {
-                let mut r = Reassembly::new(f.count, limits.fragment_bytes, &mut inbox.pool);
+                let mut r = Reassembly::new(
+                    f.count,
+                    limits.fragment_bytes,
+                    limits.max_message_bytes,
+                    &mut inbox.pool,
+                );
                 let min = r.min_bytes(limits.fragment_bytes);
                 if self.held_bytes + min > budget {
                     return Err(Violation::ByteWindowExceeded);
@@ -237,6 +250,13 @@ impl ReliableRecv {
             (Slot::Partial(_), None) => return Err(Violation::BadFragment),
         };
         if self.ordered {
+            // Partial messages were charged their smallest possible size; now the
+            // real size is known, the window must still hold (a peer that
+            // completes messages behind a gap cannot grow past it).
+            if offset > 0 && self.held_bytes + complete.len() > budget {
+                inbox.pool.give(complete);
+                return Err(Violation::ByteWindowExceeded);
+            }
             self.held_bytes += complete.len();
             self.slots[offset] = Slot::Complete(complete);
             while let Some(Slot::Complete(_)) = self.slots.front() {
@@ -415,7 +435,12 @@ impl RecvChannels {
                 self.reassemblies.push(UnreliableReassembly {
                     channel,
                     id,
-                    reassembly: Reassembly::new(f.count, limits.fragment_bytes, &mut inbox.pool),
+                    reassembly: Reassembly::new(
+                        f.count,
+                        limits.fragment_bytes,
+                        limits.max_message_bytes,
+                        &mut inbox.pool,
+                    ),
                     stamp: self.stamp,
                 });
                 self.reassemblies.len() - 1

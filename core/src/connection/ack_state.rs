@@ -44,6 +44,7 @@ impl AckState {
         ack_eliciting: bool,
         config: &TransportConfig,
     ) {
+        let first_ever = self.largest_received_at.is_none();
         let outcome = self.ranges.insert(pn);
         if !outcome.is_new() {
             return;
@@ -56,7 +57,11 @@ impl AckState {
             return;
         }
         self.eliciting_unacked += 1;
-        if outcome.is_irregular() || self.eliciting_unacked >= config.ack_eliciting_threshold {
+        // The first packet is answered at once: it completes the peer's connect.
+        if first_ever
+            || outcome.is_irregular()
+            || self.eliciting_unacked >= config.ack_eliciting_threshold
+        {
             self.immediate = true;
         }
         if self.deadline.is_none() {

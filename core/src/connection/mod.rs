@@ -242,6 +242,18 @@ impl Connection {
             .sum()
     }
 
+    /// Largest packet number authenticated so far. A driver that sees it grow
+    /// after `handle_datagram` knows the datagram was the newest, the only kind
+    /// that may move the peer's address (RFC 9000 §9.3).
+    pub fn largest_received(&self) -> Option<u64> {
+        self.replay.largest()
+    }
+
+    /// Messages delivered and waiting for the application.
+    pub fn pending_messages(&self) -> usize {
+        self.inbox.queue.len()
+    }
+
     /// Bytes of received messages held for reordering or reassembly.
     pub fn reassembly_bytes(&self) -> usize {
         self.recv_channels.held_bytes()
@@ -301,6 +313,15 @@ impl Connection {
     /// Takes the next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Sends a PING with the next `poll_transmit`: the peer answers at once,
+    /// which proves this side's keys to it (a client's first packet binds its
+    /// address on the server) and measures the RTT.
+    pub fn ping(&mut self) {
+        if self.state == State::Established {
+            self.ping_pending = true;
+        }
     }
 
     /// Starts a key update now, if one may start (the current keys have been

@@ -1,0 +1,507 @@
+//! A sans-IO endpoint serving many connections over one UDP socket: it routes
+//! datagrams to connections by destination connection ID (never by source
+//! address), decides which address each peer is reached at, and turns the
+//! connections' events into peer events. Both socket drivers (game loop and
+//! Tokio) wrap it.
+//!
+//! Address binding follows RFC 9000 §9.3: a peer's address is set, or moved, only
+//! by an authenticated packet that carries the highest packet number seen so
+//! far. A replayed or reordered copy from another source is rejected by the
+//! replay window or is not the newest, so it can bind nothing; a client whose NAT
+//! rebinds keeps its session with its next packet.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{ChannelId, TransportConfig};
+use crate::connection::{Connection, Event, SessionKeys};
+use crate::error::{DisconnectReason, SendError};
+use crate::packet::{peek_destination, ConnectionId};
+use crate::stats::ConnectionStats;
+
+/// Identifies one peer of an endpoint for as long as the endpoint lives; IDs
+/// are never reused, so a stale ID can never reach another peer.
+pub type PeerId = u64;
+
+/// Something that happened to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The peer's first authenticated datagram arrived: it is reachable.
+    Connected(PeerId),
+    /// The peer's connection ended.
+    Disconnected(PeerId, DisconnectReason),
+}
+
+/// Datagrams the endpoint dropped before any connection saw them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Too short, or not a FastNet version 1 packet.
+    pub malformed: u64,
+    /// Addressed to a connection ID this endpoint does not have.
+    pub unknown_connection: u64,
+    /// Rejected by the connection (see its [`ConnectionStats::dropped`]).
+    pub rejected: u64,
+    /// Authenticated datagrams accepted.
+    pub accepted: u64,
+    /// Times a peer's address moved (NAT rebinding, network change).
+    pub address_changes: u64,
+}
+
+#[derive(Debug)]
+struct Peer {
+    conn: Connection,
+    /// Where to send; `None` until the first authenticated datagram (server side).
+    addr: Option<SocketAddr>,
+    /// Whether `Connected` was reported.
+    announced: bool,
+    /// Whether the peer is in the `ready` queue.
+    ready: bool,
+}
+
+/// Many connections behind one socket (see the module docs).
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Arc<TransportConfig>,
+    peers: HashMap<PeerId, Peer>,
+    by_cid: HashMap<ConnectionId, PeerId>,
+    /// Peer IDs in a stable order, for fair transmission.
+    order: Vec<PeerId>,
+    transmit_cursor: usize,
+    /// Peers with delivered messages, in arrival order.
+    ready: VecDeque<PeerId>,
+    events: VecDeque<PeerEvent>,
+    next_peer: PeerId,
+    stats: EndpointStats,
+}
+
+/// Why a connection could not be added.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// Another connection already uses this local connection ID.
+    #[error("connection ID {0} is already in use")]
+    DuplicateConnectionId(ConnectionId),
+    /// The transport configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Endpoint {
+    /// An endpoint whose connections all use `config`.
+    pub fn new(config: Arc<TransportConfig>) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+            by_cid: HashMap::new(),
+            order: Vec::new(),
+            transmit_cursor: 0,
+            ready: VecDeque::new(),
+            events: VecDeque::new(),
+            next_peer: 1,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// The configuration of this endpoint's connections.
+    pub fn config(&self) -> &Arc<TransportConfig> {
+        &self.config
+    }
+
+    /// Adds an established connection. `addr` is where the peer is reached:
+    /// known for a client (the server's address), `None` for a server until the
+    /// client's first authenticated datagram arrives.
+    pub fn insert(
+        &mut self,
+        keys: SessionKeys,
+        addr: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<PeerId, InsertError> {
+        if self.by_cid.contains_key(&keys.local_cid) {
+            return Err(InsertError::DuplicateConnectionId(keys.local_cid));
+        }
+        let cid = keys.local_cid;
+        let conn = Connection::new(self.config.clone(), keys, now)?;
+        let id = self.next_peer;
+        self.next_peer += 1;
+        self.by_cid.insert(cid, id);
+        self.order.push(id);
+        self.peers.insert(
+            id,
+            Peer {
+                conn,
+                addr,
+                announced: false,
+                ready: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Number of peers (connected or waiting for their first datagram).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// IDs of all peers.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.order.iter().copied()
+    }
+
+    /// Whether `peer` exists and its connection is established.
+    pub fn is_connected(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.conn.is_established())
+    }
+
+    /// The address a peer is reached at, once known.
+    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.peers.get(&peer)?.addr
+    }
+
+    /// A peer's connection.
+    pub fn connection(&self, peer: PeerId) -> Option<&Connection> {
+        self.peers.get(&peer).map(|p| &p.conn)
+    }
+
+    /// A peer's connection, mutable.
+    pub fn connection_mut(&mut self, peer: PeerId) -> Option<&mut Connection> {
+        self.peers.get_mut(&peer).map(|p| &mut p.conn)
+    }
+
+    /// A peer's statistics.
+    pub fn peer_stats(&self, peer: PeerId) -> Option<ConnectionStats> {
+        self.peers.get(&peer).map(|p| p.conn.stats())
+    }
+
+    /// Drops counted before any connection saw the datagram.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Handles a datagram from `from`, decrypting it in place. Returns the peer
+    /// it belonged to if it was accepted.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Option<PeerId> {
+        let Some(cid) = peek_destination(datagram) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let Some(&id) = self.by_cid.get(&cid) else {
+            self.stats.unknown_connection += 1;
+            return None;
+        };
+        let peer = self.peers.get_mut(&id).expect("by_cid and peers agree");
+        let before = peer.conn.largest_received();
+        if peer.conn.handle_datagram(now, datagram).is_err() {
+            self.stats.rejected += 1;
+            return None;
+        }
+        self.stats.accepted += 1;
+        let newest = peer.conn.largest_received() > before;
+        if newest && peer.addr != Some(from) {
+            if peer.addr.is_some() {
+                self.stats.address_changes += 1;
+            }
+            peer.addr = Some(from);
+        }
+        if !peer.announced && peer.conn.is_established() {
+            peer.announced = true;
+            self.events.push_back(PeerEvent::Connected(id));
+        }
+        if !peer.ready && peer.conn.pending_messages() > 0 {
+            peer.ready = true;
+            self.ready.push_back(id);
+        }
+        self.collect_events(id);
+        Some(id)
+    }
+
+    /// Takes the next message from any peer, swapping it into `out` (see
+    /// [`Connection::recv_into`]). Peers are served in the order their messages
+    /// arrived.
+    pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<(PeerId, ChannelId)> {
+        while let Some(&id) = self.ready.front() {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                self.ready.pop_front();
+                continue;
+            };
+            match peer.conn.recv_into(out) {
+                Some(channel) => {
+                    if peer.conn.pending_messages() == 0 {
+                        peer.ready = false;
+                        self.ready.pop_front();
+                    }
+                    return Some((id, channel));
+                }
+                None => {
+                    peer.ready = false;
+                    self.ready.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the next peer event.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues a message for a peer.
+    pub fn send(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
+        self.peers
+            .get_mut(&peer)
+            .ok_or(SendError::Closed)?
+            .conn
+            .send(channel, data)
+    }
+
+    /// Closes a peer's connection with `code`; it leaves once the peer is told.
+    pub fn disconnect(&mut self, peer: PeerId, code: u32) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.conn.close(code);
+            if p.announced {
+                self.events.push_back(PeerEvent::Disconnected(
+                    peer,
+                    DisconnectReason::ClosedLocally { code },
+                ));
+                p.announced = false;
+            }
+        }
+    }
+
+    /// Writes the next datagram to send into `buf`: returns its destination and
+    /// length, or `None` when no connection has anything to send.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let n = self.order.len();
+        for _ in 0..n {
+            let i = self.transmit_cursor % n;
+            let id = self.order[i];
+            let peer = self.peers.get_mut(&id).expect("order and peers agree");
+            if let Some(addr) = peer.addr {
+                if let Some(len) = peer.conn.poll_transmit(now, buf) {
+                    self.collect_events(id);
+                    return Some((addr, len));
+                }
+            }
+            self.transmit_cursor = self.transmit_cursor.wrapping_add(1);
+        }
+        self.remove_closed();
+        None
+    }
+
+    /// The next deadline of any connection.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.conn.poll_timeout())
+            .min()
+    }
+
+    /// Runs the connections' timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut changed = false;
+        for i in 0..self.order.len() {
+            let id = self.order[i];
+            let peer = self.peers.get_mut(&id).expect("order and peers agree");
+            if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
+                peer.conn.handle_timeout(now);
+                changed = true;
+                self.collect_events(id);
+            }
+        }
+        if changed {
+            self.remove_closed();
+        }
+    }
+
+    /// Moves a connection's events to the endpoint's queue.
+    fn collect_events(&mut self, id: PeerId) {
+        let peer = self.peers.get_mut(&id).expect("peer exists");
+        while let Some(Event::Disconnected(reason)) = peer.conn.poll_event() {
+            if peer.announced {
+                peer.announced = false;
+                self.events.push_back(PeerEvent::Disconnected(id, reason));
+            }
+        }
+    }
+
+    /// Forgets connections that are closed and have nothing left to send.
+    fn remove_closed(&mut self) {
+        let peers = &mut self.peers;
+        let by_cid = &mut self.by_cid;
+        self.order.retain(|id| {
+            let closed = peers[id].conn.is_closed() && peers[id].conn.pending_messages() == 0;
+            if closed {
+                let p = peers.remove(id).expect("listed peer exists");
+                by_cid.remove(&p.conn.local_cid());
+            }
+            !closed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::session_keys_pair;
+    use std::time::Duration;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A server endpoint and a client endpoint, moving datagrams by hand.
+    struct Net {
+        server: Endpoint,
+        client: Endpoint,
+        client_peer: PeerId,
+        now: Instant,
+        buf: Vec<u8>,
+    }
+
+    impl Net {
+        fn new(seed: u64) -> (Self, PeerId) {
+            let config = Arc::new(TransportConfig::default());
+            let now = Instant::now();
+            let (ck, sk) = session_keys_pair(seed);
+            let mut server = Endpoint::new(config.clone());
+            let mut client = Endpoint::new(config);
+            let server_peer = server.insert(sk, None, now).unwrap();
+            let client_peer = client.insert(ck, Some(addr(7777)), now).unwrap();
+            let net = Self {
+                server,
+                client,
+                client_peer,
+                now,
+                buf: vec![0; 1500],
+            };
+            (net, server_peer)
+        }
+
+        /// Client datagrams, as the server would receive them from `from`.
+        fn client_to_server(&mut self, from: SocketAddr) -> Vec<Vec<u8>> {
+            let mut out = Vec::new();
+            while let Some((to, n)) = self.client.poll_transmit(self.now, &mut self.buf) {
+                assert_eq!(to, addr(7777));
+                out.push(self.buf[..n].to_vec());
+            }
+            for d in &out {
+                self.server.handle_datagram(self.now, from, &mut d.clone());
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn first_authenticated_datagram_binds_and_connects() {
+        let (mut net, peer) = Net::new(1);
+        assert_eq!(net.server.peer_addr(peer), None);
+        assert!(
+            net.server.poll_transmit(net.now, &mut net.buf).is_none(),
+            "no address yet"
+        );
+        net.client.send(net.client_peer, 0, b"hi").unwrap();
+        net.client_to_server(addr(5000));
+        assert_eq!(net.server.poll_event(), Some(PeerEvent::Connected(peer)));
+        assert_eq!(net.server.peer_addr(peer), Some(addr(5000)));
+        let mut out = Vec::new();
+        assert_eq!(net.server.recv_into(&mut out), Some((peer, 0)));
+        assert_eq!(out, b"hi");
+    }
+
+    #[test]
+    fn a_replayed_first_datagram_from_elsewhere_binds_nothing() {
+        let (mut net, peer) = Net::new(2);
+        net.client.send(net.client_peer, 0, b"hi").unwrap();
+        let sent = net.client_to_server(addr(5000));
+        // An attacker replays the first datagram from its own address.
+        for d in &sent {
+            assert_eq!(
+                net.server
+                    .handle_datagram(net.now, addr(6666), &mut d.clone()),
+                None
+            );
+        }
+        assert_eq!(net.server.peer_addr(peer), Some(addr(5000)));
+        assert_eq!(net.server.stats().rejected, sent.len() as u64);
+    }
+
+    #[test]
+    fn a_copy_that_wins_the_race_is_overruled_by_the_next_packet() {
+        let (mut net, peer) = Net::new(3);
+        net.client.send(net.client_peer, 0, b"one").unwrap();
+        let mut first = Vec::new();
+        while let Some((_, n)) = net.client.poll_transmit(net.now, &mut net.buf) {
+            first.push(net.buf[..n].to_vec());
+        }
+        // The attacker's copy arrives first and binds its address...
+        for d in &first {
+            net.server
+                .handle_datagram(net.now, addr(6666), &mut d.clone());
+        }
+        assert_eq!(net.server.peer_addr(peer), Some(addr(6666)));
+        // ...until the client's next, newer packet arrives from its real address.
+        net.client.send(net.client_peer, 0, b"two").unwrap();
+        net.client_to_server(addr(5000));
+        assert_eq!(net.server.peer_addr(peer), Some(addr(5000)));
+    }
+
+    #[test]
+    fn another_peers_connection_id_from_another_source_changes_nothing() {
+        let (mut net, peer) = Net::new(4);
+        net.client.send(net.client_peer, 0, b"hi").unwrap();
+        let sent = net.client_to_server(addr(5000));
+        // Same destination ID, forged contents, other source.
+        let mut forged = sent[0].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            net.server.handle_datagram(net.now, addr(6666), &mut forged),
+            None
+        );
+        assert_eq!(net.server.peer_addr(peer), Some(addr(5000)));
+        assert!(net.server.is_connected(peer));
+        let mut garbage = vec![0x10; 64];
+        assert_eq!(
+            net.server
+                .handle_datagram(net.now, addr(6666), &mut garbage),
+            None
+        );
+        assert_eq!(
+            net.server.stats().unknown_connection + net.server.stats().malformed,
+            1
+        );
+    }
+
+    #[test]
+    fn closed_peers_are_reported_and_removed() {
+        let (mut net, peer) = Net::new(5);
+        net.client.send(net.client_peer, 0, b"hi").unwrap();
+        net.client_to_server(addr(5000));
+        assert_eq!(net.server.poll_event(), Some(PeerEvent::Connected(peer)));
+        net.client.disconnect(net.client_peer, 300);
+        net.client_to_server(addr(5000));
+        assert_eq!(
+            net.server.poll_event(),
+            Some(PeerEvent::Disconnected(
+                peer,
+                DisconnectReason::ClosedByPeer { code: 300 }
+            ))
+        );
+        // The message delivered before the close is still readable.
+        let mut out = Vec::new();
+        assert_eq!(net.server.recv_into(&mut out), Some((peer, 0)));
+        net.now += Duration::from_millis(1);
+        net.server.handle_timeout(net.now);
+        assert!(net.server.poll_transmit(net.now, &mut net.buf).is_none());
+        assert_eq!(net.server.peer_count(), 0);
+        assert_eq!(net.server.send(peer, 0, b"x"), Err(SendError::Closed));
+    }
+}

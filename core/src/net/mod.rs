@@ -1,0 +1,21 @@
+//! Networking on real sockets.
+//!
+//! * [`Client`] and [`Server`]: the game-loop drivers. Each `service` call does
+//!   all pending I/O without blocking and needs no thread; an opt-in service
+//!   thread keeps connections alive while the game thread is busy.
+//! * [`Endpoint`]: the sans-IO multi-peer layer both drivers share (routing by
+//!   connection ID, address binding, peer events).
+//! * [`bind_udp`] and [`SocketConfig`]: UDP socket set-up.
+
+pub mod client;
+pub mod endpoint;
+mod io;
+pub mod server;
+mod service;
+pub mod socket;
+
+pub use client::{Client, ClientConfig, ClientEvent, ConnectError};
+pub use endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
+pub use io::LinkSimulation;
+pub use server::{HandshakeStats, Server, ServerConfig};
+pub use socket::{bind_udp, SocketConfig, SocketReport};

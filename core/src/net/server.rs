@@ -1,0 +1,515 @@
+//! The game-loop server: accepts TCP connections and runs their TLS 1.3
+//! handshakes without blocking (each with a timeout, in a bounded table), and
+//! serves every established session on one UDP socket through an [`Endpoint`].
+//! A stalled or malicious TCP client costs one table slot until its timeout and
+//! never delays anybody's data.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{ChannelId, TransportConfig};
+use crate::error::{close_code, SendError};
+use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
+use crate::net::io::{LinkSimulation, UdpIo};
+use crate::net::service::{lock, ServiceThread, Serviced};
+use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
+use crate::packet::MAX_DATAGRAM_BYTES;
+use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
+use crate::stats::ConnectionStats;
+
+/// Default time a client has to complete its handshake (TCP + TLS + parameters).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on handshakes in progress; when full, the oldest is dropped,
+/// so stalled connections cannot lock legitimate clients out.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+/// New TCP connections are accepted, and a large table of handshakes is
+/// pumped, at most this often, so a server that services in a tight loop does
+/// not spend it in system calls for idle TCP connections.
+const HANDSHAKE_PUMP_INTERVAL: Duration = Duration::from_micros(250);
+/// Up to this many handshakes in progress are pumped on every service call
+/// (a handful of reads): a connecting client is not kept waiting.
+const EAGER_PUMP_HANDSHAKES: usize = 16;
+/// Bytes read from one TCP connection per pump.
+const HANDSHAKE_READ_BYTES: usize = 16 << 10;
+
+/// How a [`Server`] runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Channels, limits and timers (clients must use the same channel table).
+    pub transport: TransportConfig,
+    /// Certificate chain and key presented to clients.
+    pub credentials: Arc<ServerCredentials>,
+    /// The UDP address clients are told to use, when it differs from the bound
+    /// one (behind NAT, port mapping or a proxy). Default: the bound address,
+    /// with a wildcard IP replaced by the address the client reached over TCP.
+    pub advertised_udp_addr: Option<SocketAddr>,
+    /// Time a client has to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at most.
+    pub max_pending_handshakes: usize,
+    /// UDP socket options.
+    pub socket: SocketConfig,
+    /// Simulated network conditions on the server's socket (testing).
+    pub link: LinkSimulation,
+}
+
+impl ServerConfig {
+    /// Defaults around the given credentials.
+    pub fn new(credentials: Arc<ServerCredentials>) -> Self {
+        Self {
+            transport: TransportConfig::default(),
+            credentials,
+            advertised_udp_addr: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            socket: SocketConfig::default(),
+            link: LinkSimulation::default(),
+        }
+    }
+}
+
+/// Counters of the TCP side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeStats {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// Handshakes completed.
+    pub completed: u64,
+    /// Handshakes that failed (bad TLS, untrusted, incompatible, closed).
+    pub failed: u64,
+    /// Handshakes dropped at the timeout.
+    pub timed_out: u64,
+    /// Handshakes dropped because the table was full (oldest first).
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    stream: TcpStream,
+    handshake: ServerHandshake,
+    started: Instant,
+    out: Vec<u8>,
+    written: usize,
+}
+
+enum PumpResult {
+    Continue,
+    Done,
+    Failed,
+}
+
+impl Pending {
+    fn pump(&mut self, buf: &mut [u8]) -> PumpResult {
+        loop {
+            match self.stream.read(buf) {
+                // The client closes TCP once it has everything it needs: fine if
+                // we have everything too.
+                Ok(0) if self.handshake.is_done() => return PumpResult::Done,
+                Ok(0) => return PumpResult::Failed,
+                Ok(n) => {
+                    if let Err(e) = self.handshake.read_tls(&buf[..n]) {
+                        tracing::debug!(error = %e, "handshake failed");
+                        // Let rustls's alert go out (best effort) before closing.
+                        self.handshake.write_tls(&mut self.out);
+                        let _ = self.stream.write(&self.out[self.written..]);
+                        return PumpResult::Failed;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return PumpResult::Failed,
+            }
+        }
+        if self.handshake.is_done() {
+            // Our last message went out before the client could finish; nothing
+            // we would still write (session tickets) matters to it.
+            return PumpResult::Done;
+        }
+        if self.written == self.out.len() {
+            self.out.clear();
+            self.written = 0;
+        }
+        self.handshake.write_tls(&mut self.out);
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return PumpResult::Failed,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return PumpResult::Failed,
+            }
+        }
+        if self.handshake.is_done() && self.written == self.out.len() {
+            PumpResult::Done
+        } else {
+            PumpResult::Continue
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    io: UdpIo,
+    listener: TcpListener,
+    endpoint: Endpoint,
+    pending: VecDeque<Pending>,
+    params: SessionParams,
+    credentials: Arc<ServerCredentials>,
+    handshake_timeout: Duration,
+    max_pending: usize,
+    last_pump: Option<Instant>,
+    handshake_stats: HandshakeStats,
+    buf: Vec<u8>,
+    tcp_buf: Vec<u8>,
+}
+
+impl State {
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.endpoint.handle_datagram(now, from, datagram);
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.handshake_stats.accepted += 1;
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    if self.pending.len() >= self.max_pending {
+                        self.pending.pop_front();
+                        self.handshake_stats.evicted += 1;
+                    }
+                    let mut params = self.params.clone();
+                    if params.udp_address().is_none_or(|a| a.ip().is_unspecified()) {
+                        // Tell the client the address it reached us at, with our UDP port.
+                        if let (Ok(local), Some(udp)) =
+                            (stream.local_addr(), self.params.udp_address())
+                        {
+                            // `to_canonical`: a dual-stack listener sees IPv4 clients
+                            // as ::ffff:a.b.c.d; tell them the plain IPv4 address.
+                            let ip = local.ip().to_canonical();
+                            params = params.with_udp_address(SocketAddr::new(ip, udp.port()));
+                        }
+                    }
+                    match ServerHandshake::new(self.credentials.clone(), params) {
+                        Ok(handshake) => self.pending.push_back(Pending {
+                            stream,
+                            handshake,
+                            started: now,
+                            out: Vec::new(),
+                            written: 0,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, %peer, "cannot start handshake");
+                            self.handshake_stats.failed += 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: try again next time.
+                    tracing::debug!(error = %e, "accept failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn pump_handshakes(&mut self, now: Instant) {
+        let due = self
+            .last_pump
+            .is_none_or(|t| now >= t + HANDSHAKE_PUMP_INTERVAL);
+        if due {
+            self.last_pump = Some(now);
+            self.accept(now);
+        } else if self.pending.is_empty() || self.pending.len() > EAGER_PUMP_HANDSHAKES {
+            return;
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            if now >= p.started + self.handshake_timeout {
+                self.pending.remove(i);
+                self.handshake_stats.timed_out += 1;
+                continue;
+            }
+            match p.pump(&mut self.tcp_buf) {
+                PumpResult::Continue => i += 1,
+                PumpResult::Failed => {
+                    self.pending.remove(i);
+                    self.handshake_stats.failed += 1;
+                }
+                PumpResult::Done => {
+                    let mut p = self.pending.remove(i).expect("index in range");
+                    match p.handshake.take_outcome() {
+                        Some(outcome) => match self.endpoint.insert(outcome.keys, None, now) {
+                            Ok(_) => self.handshake_stats.completed += 1,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "session rejected");
+                                self.handshake_stats.failed += 1;
+                            }
+                        },
+                        None => self.handshake_stats.failed += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()> {
+        self.pump_handshakes(now);
+        if read {
+            while let Some((from, n)) = self.io.recv(now, &mut self.buf)? {
+                self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
+            }
+        }
+        while let Some((from, n)) = self.io.pop_incoming(now, &mut self.buf) {
+            self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
+            self.io.send(now, to, &self.buf[..n]);
+        }
+        self.io.flush(now, &mut self.buf);
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let handshakes = (!self.pending.is_empty())
+            .then(|| self.last_pump.map(|t| t + HANDSHAKE_PUMP_INTERVAL))
+            .flatten();
+        [
+            self.endpoint.poll_timeout(),
+            self.io.next_deadline(),
+            handshakes,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Serviced for State {
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        if self.io.incoming(now, from, datagram) {
+            self.handle(now, from, datagram);
+        }
+        let _ = self.service_io(now, false);
+    }
+
+    fn service_without_reading(&mut self, now: Instant) {
+        let _ = self.service_io(now, false);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadline()
+    }
+}
+
+/// A FastNet server driven by the game loop (see the module docs).
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<Mutex<State>>,
+    service_thread: Option<ServiceThread>,
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    socket_report: SocketReport,
+}
+
+impl Server {
+    /// Binds the UDP socket and the TCP listener. A wildcard IPv6 address
+    /// (`[::]`) serves IPv4 clients too where the OS allows dual stack.
+    pub fn bind(
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        config
+            .transport
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let (socket, socket_report) = bind_udp(udp_addr, &config.socket)?;
+        let udp_addr = socket.local_addr()?;
+        let listener = bind_tcp(tcp_addr)?;
+        let tcp_addr = listener.local_addr()?;
+        let advertised = config.advertised_udp_addr.unwrap_or(udp_addr);
+        let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
+        let state = State {
+            io: UdpIo::new(socket, &config.link)?,
+            listener,
+            endpoint: Endpoint::new(Arc::new(config.transport)),
+            pending: VecDeque::new(),
+            params,
+            credentials: config.credentials,
+            handshake_timeout: config.handshake_timeout,
+            max_pending: config.max_pending_handshakes.max(1),
+            last_pump: None,
+            handshake_stats: HandshakeStats::default(),
+            buf: vec![0; MAX_DATAGRAM_BYTES],
+            tcp_buf: vec![0; HANDSHAKE_READ_BYTES],
+        };
+        Ok(Self {
+            state: Arc::new(Mutex::new(state)),
+            service_thread: None,
+            udp_addr,
+            tcp_addr,
+            socket_report,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The bound TCP address (handshakes).
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// What the UDP socket set-up managed to apply.
+    pub fn socket_report(&self) -> &SocketReport {
+        &self.socket_report
+    }
+
+    /// Does all pending I/O without blocking: handshakes, datagrams, timers,
+    /// transmissions. Call it every frame (or more often).
+    pub fn service(&mut self) -> io::Result<()> {
+        let read = self.service_thread.is_none();
+        lock(&self.state).service_io(Instant::now(), read)
+    }
+
+    /// Sends what is queued, waits up to `max_wait` for a datagram or the next
+    /// deadline (whichever comes first), then services again.
+    pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
+        self.service()?;
+        if self.service_thread.is_none() {
+            let s = lock(&self.state);
+            let now = Instant::now();
+            let until = s
+                .deadline()
+                .map_or(max_wait, |t| t.saturating_duration_since(now));
+            // Handshakes are pumped at least every few milliseconds.
+            s.io.wait(until.min(max_wait).min(Duration::from_millis(5)))?;
+        } else {
+            std::thread::sleep(max_wait.min(Duration::from_millis(1)));
+        }
+        self.service()
+    }
+
+    /// Starts the background service thread (see `net::service`).
+    pub fn start_service_thread(&mut self) -> io::Result<()> {
+        if self.service_thread.is_some() {
+            return Ok(());
+        }
+        let socket = lock(&self.state).io.socket().try_clone()?;
+        self.service_thread = Some(ServiceThread::spawn(self.state.clone(), socket)?);
+        Ok(())
+    }
+
+    /// Takes the next peer event.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        lock(&self.state).endpoint.poll_event()
+    }
+
+    /// Takes the next message from any peer, swapping it into `out`.
+    pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<(PeerId, ChannelId)> {
+        lock(&self.state).endpoint.recv_into(out)
+    }
+
+    /// Queues a message for a peer.
+    pub fn send(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
+        lock(&self.state).endpoint.send(peer, channel, data)
+    }
+
+    /// Queues a message for every connected peer; returns how many accepted it.
+    pub fn broadcast(&mut self, channel: ChannelId, data: &[u8]) -> usize {
+        let mut s = lock(&self.state);
+        let peers: Vec<PeerId> = s.endpoint.peers().collect();
+        peers
+            .into_iter()
+            .filter(|&p| s.endpoint.is_connected(p) && s.endpoint.send(p, channel, data).is_ok())
+            .count()
+    }
+
+    /// Closes a peer's connection with `code`.
+    pub fn disconnect(&mut self, peer: PeerId, code: u32) {
+        let mut s = lock(&self.state);
+        s.endpoint.disconnect(peer, code);
+        let _ = s.service_io(Instant::now(), false);
+    }
+
+    /// Peers with an established connection.
+    pub fn peer_count(&self) -> usize {
+        let s = lock(&self.state);
+        s.endpoint
+            .peers()
+            .filter(|&p| s.endpoint.is_connected(p))
+            .count()
+    }
+
+    /// A peer's connection statistics.
+    pub fn peer_stats(&self, peer: PeerId) -> Option<ConnectionStats> {
+        lock(&self.state).endpoint.peer_stats(peer)
+    }
+
+    /// A peer's UDP address.
+    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
+        lock(&self.state).endpoint.peer_addr(peer)
+    }
+
+    /// Datagrams dropped before reaching a connection.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        lock(&self.state).endpoint.stats()
+    }
+
+    /// Counters of the handshake side.
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        lock(&self.state).handshake_stats
+    }
+
+    /// Handshakes in progress.
+    pub fn pending_handshakes(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
+    /// The transport configuration.
+    pub fn transport_config(&self) -> Arc<TransportConfig> {
+        lock(&self.state).endpoint.config().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.service_thread = None;
+        let mut s = lock(&self.state);
+        let peers: Vec<PeerId> = s.endpoint.peers().collect();
+        for p in peers {
+            s.endpoint.disconnect(p, close_code::NORMAL);
+        }
+        let _ = s.service_io(Instant::now(), false);
+    }
+}
+
+/// Binds a non-blocking TCP listener (dual stack for `[::]`).
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    #[cfg(not(windows))]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,104 @@
+//! The opt-in background service thread of the game-loop drivers. It keeps
+//! acknowledgements, keep-alives and retransmissions going while the game thread
+//! is busy (a long scene load, a debugger pause), so the connection survives.
+//!
+//! While it runs it owns every read of the UDP socket: it blocks in `recv_from`
+//! (with a timeout up to the next protocol deadline) without holding the driver's
+//! lock, then locks to hand over the datagram and run timers and transmissions.
+//! The game thread's own service call then only transmits and collects events.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::packet::MAX_DATAGRAM_BYTES;
+
+/// Longest the thread sleeps between two looks at the driver, so a server's TCP
+/// handshakes and a stop request are noticed quickly.
+const MAX_WAIT: Duration = Duration::from_millis(2);
+/// Shortest socket timeout (zero means "block forever" to the OS).
+const MIN_WAIT: Duration = Duration::from_micros(100);
+
+/// What the service thread needs from a driver's state.
+pub(crate) trait Serviced: Send + 'static {
+    /// A datagram the thread read from the socket.
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
+    /// Timers, transmissions and everything else but reading the socket.
+    fn service_without_reading(&mut self, now: Instant);
+    /// The next instant the driver has work.
+    fn next_deadline(&self) -> Option<Instant>;
+}
+
+/// Locks a driver's state, recovering it if a thread panicked while holding it
+/// (the state stays consistent: every mutation completes before unlocking).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running service thread; stopped and joined on drop.
+#[derive(Debug)]
+pub(crate) struct ServiceThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ServiceThread {
+    /// Starts servicing `state`, reading from `socket` (a clone of the driver's).
+    pub fn spawn<T: Serviced>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
+        socket.set_nonblocking(false)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("fastnet-service".into())
+            .spawn(move || run(state, socket, flag))?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for ServiceThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run<T: Serviced>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+    while !stop.load(Ordering::Relaxed) {
+        let wait = {
+            let mut s = lock(&state);
+            let now = Instant::now();
+            s.service_without_reading(now);
+            s.next_deadline()
+                .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
+                .clamp(MIN_WAIT, MAX_WAIT)
+        };
+        if socket.set_read_timeout(Some(wait)).is_err() {
+            std::thread::sleep(wait);
+            continue;
+        }
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let mut s = lock(&state);
+                s.on_datagram(Instant::now(), from, &mut buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                // ICMP errors for earlier sends and the like: not the socket's end.
+                tracing::trace!(error = %e, "service thread receive error");
+            }
+        }
+    }
+}
