@@ -27,5 +27,8 @@ cargo test --workspace
 step "tests (ring and RustCrypto AEAD side by side)"
 cargo test -p fastnet --features rustcrypto --lib crypto
 
+step "fuzzing (every network-facing decoder, 60 s each)"
+bash ci/fuzz.sh "${FASTNET_FUZZ_SECONDS:-60}"
+
 echo
 echo "all checks passed"

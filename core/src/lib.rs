@@ -63,6 +63,8 @@ pub mod connection;
 pub mod crypto;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod keys;
 pub mod net;
 pub mod packet;

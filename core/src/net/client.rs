@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::connection::{Connection, Event};
 use crate::error::{close_code, DisconnectReason, SendError};
 use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, ServiceThread, Serviced};
+use crate::net::service::{lock, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig};
 use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ClientHandshake, HandshakeError, ServerTrust, SessionParams};
@@ -132,8 +132,12 @@ struct State {
     buf: Vec<u8>,
 }
 
-impl State {
-    fn handle(&mut self, now: Instant, datagram: &mut [u8]) {
+impl DriverState for State {
+    fn io(&mut self) -> &mut UdpIo {
+        &mut self.io
+    }
+
+    fn handle(&mut self, now: Instant, _from: SocketAddr, datagram: &mut [u8]) {
         let _ = self.conn.handle_datagram(now, datagram);
     }
 
@@ -167,22 +171,6 @@ impl State {
     }
 }
 
-impl Serviced for State {
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        if self.io.incoming(now, from, datagram) {
-            self.handle(now, datagram);
-        }
-        let _ = self.service_io(now, false);
-    }
-
-    fn service_without_reading(&mut self, now: Instant) {
-        let _ = self.service_io(now, false);
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.deadline()
-    }
-}
 
 /// A connected FastNet client driven by the game loop.
 ///

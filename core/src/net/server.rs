@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, SendError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
 use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, ServiceThread, Serviced};
+use crate::net::service::{lock, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
 use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
@@ -167,10 +167,6 @@ struct State {
 }
 
 impl State {
-    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        self.endpoint.handle_datagram(now, from, datagram);
-    }
-
     fn accept(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
@@ -261,6 +257,16 @@ impl State {
             }
         }
     }
+}
+
+impl DriverState for State {
+    fn io(&mut self) -> &mut UdpIo {
+        &mut self.io
+    }
+
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.endpoint.handle_datagram(now, from, datagram);
+    }
 
     fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()> {
         self.pump_handshakes(now);
@@ -297,22 +303,6 @@ impl State {
     }
 }
 
-impl Serviced for State {
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        if self.io.incoming(now, from, datagram) {
-            self.handle(now, from, datagram);
-        }
-        let _ = self.service_io(now, false);
-    }
-
-    fn service_without_reading(&mut self, now: Instant) {
-        let _ = self.service_io(now, false);
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.deadline()
-    }
-}
 
 /// A FastNet server driven by the game loop (see the module docs).
 #[derive(Debug)]

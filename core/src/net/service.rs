@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::net::io::UdpIo;
 use crate::packet::MAX_DATAGRAM_BYTES;
 
 /// Longest the thread sleeps between two looks at the driver, so a server's TCP
@@ -22,14 +23,33 @@ const MAX_WAIT: Duration = Duration::from_millis(2);
 /// Shortest socket timeout (zero means "block forever" to the OS).
 const MIN_WAIT: Duration = Duration::from_micros(100);
 
-/// What the service thread needs from a driver's state.
-pub(crate) trait Serviced: Send + 'static {
-    /// A datagram the thread read from the socket.
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
-    /// Timers, transmissions and everything else but reading the socket.
-    fn service_without_reading(&mut self, now: Instant);
+/// What a game-loop driver's state offers its service loop, whoever runs it.
+pub(crate) trait DriverState: Send + 'static {
+    /// The driver's socket.
+    fn io(&mut self) -> &mut UdpIo;
+    /// Hands one received datagram to the protocol.
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
+    /// Everything due: reading the socket if `read`, timers, transmissions.
+    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()>;
     /// The next instant the driver has work.
-    fn next_deadline(&self) -> Option<Instant>;
+    fn deadline(&self) -> Option<Instant>;
+
+    /// A datagram the service thread read: through the incoming link
+    /// simulation, to the protocol, then everything else that is due.
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        if self.io().incoming(now, from, datagram) {
+            self.handle(now, from, datagram);
+        }
+        self.service_without_reading(now);
+    }
+
+    /// Timers and transmissions, without reading the socket (the service
+    /// thread owns the reads while it runs).
+    fn service_without_reading(&mut self, now: Instant) {
+        if let Err(e) = self.service_io(now, false) {
+            tracing::debug!(error = %e, "service error");
+        }
+    }
 }
 
 /// Locks a driver's state, recovering it if a thread panicked while holding it
@@ -47,7 +67,7 @@ pub(crate) struct ServiceThread {
 
 impl ServiceThread {
     /// Starts servicing `state`, reading from `socket` (a clone of the driver's).
-    pub fn spawn<T: Serviced>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
+    pub fn spawn<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -70,14 +90,14 @@ impl Drop for ServiceThread {
     }
 }
 
-fn run<T: Serviced>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<AtomicBool>) {
+fn run<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
     while !stop.load(Ordering::Relaxed) {
         let wait = {
             let mut s = lock(&state);
             let now = Instant::now();
             s.service_without_reading(now);
-            s.next_deadline()
+            s.deadline()
                 .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
                 .clamp(MIN_WAIT, MAX_WAIT)
         };
