@@ -242,6 +242,13 @@ impl Connection {
             .sum()
     }
 
+    /// When the connection times out if nothing authenticated arrives (`None`
+    /// once closed).
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        self.is_established()
+            .then_some(self.last_received + self.config.idle_timeout)
+    }
+
     /// Largest packet number authenticated so far. A driver that sees it grow
     /// after `handle_datagram` knows the datagram was the newest, the only kind
     /// that may move the peer's address (RFC 9000 §9.3).

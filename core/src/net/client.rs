@@ -171,7 +171,6 @@ impl DriverState for State {
     }
 }
 
-
 /// A connected FastNet client driven by the game loop.
 ///
 /// ```no_run

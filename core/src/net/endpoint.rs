@@ -310,7 +310,11 @@ impl Endpoint {
         for i in 0..self.order.len() {
             let id = self.order[i];
             let peer = self.peers.get_mut(&id).expect("order and peers agree");
-            if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
+            let due = match peer.addr {
+                Some(_) => peer.conn.poll_timeout(),
+                None => peer.conn.idle_deadline(),
+            };
+            if due.is_some_and(|t| t <= now) {
                 peer.conn.handle_timeout(now);
                 changed = true;
                 self.collect_events(id);

@@ -18,10 +18,11 @@ pub struct LinkSimulation {
     pub incoming: Option<LinkConfig>,
 }
 
-/// One conditioned direction. The conditioner may reorder, so each datagram
-/// carries its destination or source address in a short prefix.
+/// One conditioned direction of a socket (shared by both drivers). The
+/// conditioner may reorder, so each datagram carries its destination or source
+/// address in a short prefix.
 #[derive(Debug)]
-struct Conditioned {
+pub(crate) struct Conditioned {
     link: LinkConditioner,
     /// Prefix plus datagram, on the way in and out of `link`.
     scratch: Vec<u8>,
@@ -62,7 +63,7 @@ fn decode_addr(b: &[u8]) -> SocketAddr {
 }
 
 impl Conditioned {
-    fn new(config: LinkConfig, seed: u64) -> io::Result<Self> {
+    pub(crate) fn new(config: LinkConfig, seed: u64) -> io::Result<Self> {
         let link = LinkConditioner::new(config, seed)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self {
@@ -71,7 +72,7 @@ impl Conditioned {
         })
     }
 
-    fn push(&mut self, now: Instant, addr: SocketAddr, datagram: &[u8]) {
+    pub(crate) fn push(&mut self, now: Instant, addr: SocketAddr, datagram: &[u8]) {
         let mut prefix = [0u8; ADDRESS_PREFIX_BYTES];
         encode_addr(addr, &mut prefix);
         self.scratch[..ADDRESS_PREFIX_BYTES].copy_from_slice(&prefix);
@@ -82,12 +83,41 @@ impl Conditioned {
     }
 
     /// Moves the next due datagram into `out`; returns its address and length.
-    fn pop(&mut self, now: Instant, out: &mut [u8]) -> Option<(SocketAddr, usize)> {
+    pub(crate) fn pop(&mut self, now: Instant, out: &mut [u8]) -> Option<(SocketAddr, usize)> {
         let n = self.link.poll(now, &mut self.scratch)?;
         let addr = decode_addr(&self.scratch);
         let len = n - ADDRESS_PREFIX_BYTES;
         out[..len].copy_from_slice(&self.scratch[ADDRESS_PREFIX_BYTES..n]);
         Some((addr, len))
+    }
+
+    /// When the next datagram is due.
+    pub(crate) fn next_delivery(&self) -> Option<Instant> {
+        self.link.next_delivery()
+    }
+
+    /// Applies a new configuration to `slot`, building or removing its
+    /// conditioner as needed.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn reconfigure(
+        slot: &mut Option<Self>,
+        config: Option<LinkConfig>,
+        seed: u64,
+    ) -> io::Result<()> {
+        match (slot.as_mut(), config) {
+            (Some(s), Some(c)) => s
+                .link
+                .set_config(c)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)),
+            (None, Some(c)) => {
+                *slot = Some(Self::new(c, seed)?);
+                Ok(())
+            }
+            (_, None) => {
+                *slot = None;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -167,7 +197,7 @@ impl UdpIo {
         [&self.outgoing, &self.incoming]
             .into_iter()
             .flatten()
-            .filter_map(|c| c.link.next_delivery())
+            .filter_map(Conditioned::next_delivery)
             .min()
     }
 
@@ -273,7 +303,12 @@ mod tests {
 
     #[test]
     fn addresses_survive_the_prefix() {
-        for a in ["127.0.0.1:7777", "[::1]:1", "[2001:db8::5]:65535"] {
+        for a in [
+            "127.0.0.1:7777",
+            "[::1]:1",
+            "[2001:db8::5]:65535",
+            "[::ffff:10.0.0.1]:9",
+        ] {
             let addr: SocketAddr = a.parse().unwrap();
             let mut b = [0u8; ADDRESS_PREFIX_BYTES];
             encode_addr(addr, &mut b);

@@ -6,7 +6,15 @@
 //! * [`Endpoint`]: the sans-IO multi-peer layer both drivers share (routing by
 //!   connection ID, address binding, peer events).
 //! * [`bind_udp`] and [`SocketConfig`]: UDP socket set-up.
+//! * `SecureSocket` (feature `tokio`, on by default): the Tokio driver, one
+//!   async handle for a server or a client (module `async_socket`).
 
+#[cfg(feature = "tokio")]
+mod async_handshake;
+#[cfg(feature = "tokio")]
+mod async_io;
+#[cfg(feature = "tokio")]
+pub mod async_socket;
 pub mod client;
 pub mod endpoint;
 mod io;
@@ -14,6 +22,8 @@ pub mod server;
 mod service;
 pub mod socket;
 
+#[cfg(feature = "tokio")]
+pub use async_socket::{SecureEvent, SecureSocket};
 pub use client::{Client, ClientConfig, ClientEvent, ConnectError};
 pub use endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
 pub use io::LinkSimulation;

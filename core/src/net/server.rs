@@ -22,8 +22,9 @@ use crate::stats::ConnectionStats;
 
 /// Default time a client has to complete its handshake (TCP + TLS + parameters).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default bound on handshakes in progress; when full, the oldest is dropped,
-/// so stalled connections cannot lock legitimate clients out.
+/// Default bound on handshakes in progress. When full, the oldest connection
+/// that has not sent a byte is dropped (else the oldest), so neither stalled
+/// connections nor a stream of new ones can lock a progressing client out.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
 /// New TCP connections are accepted, and a large table of handshakes is
 /// pumped, at most this often, so a server that services in a tight loop does
@@ -82,7 +83,7 @@ pub struct HandshakeStats {
     pub failed: u64,
     /// Handshakes dropped at the timeout.
     pub timed_out: u64,
-    /// Handshakes dropped because the table was full (oldest first).
+    /// Handshakes dropped because the table was full (oldest silent one first).
     pub evicted: u64,
 }
 
@@ -91,6 +92,8 @@ struct Pending {
     stream: TcpStream,
     handshake: ServerHandshake,
     started: Instant,
+    /// Bytes received so far: zero marks a connection that stalls.
+    received: usize,
     out: Vec<u8>,
     written: usize,
 }
@@ -110,6 +113,7 @@ impl Pending {
                 Ok(0) if self.handshake.is_done() => return PumpResult::Done,
                 Ok(0) => return PumpResult::Failed,
                 Ok(n) => {
+                    self.received += n;
                     if let Err(e) = self.handshake.read_tls(&buf[..n]) {
                         tracing::debug!(error = %e, "handshake failed");
                         // Let rustls's alert go out (best effort) before closing.
@@ -177,7 +181,12 @@ impl State {
                     }
                     let _ = stream.set_nodelay(true);
                     if self.pending.len() >= self.max_pending {
-                        self.pending.pop_front();
+                        let victim = self
+                            .pending
+                            .iter()
+                            .position(|p| p.received == 0)
+                            .unwrap_or(0);
+                        self.pending.remove(victim);
                         self.handshake_stats.evicted += 1;
                     }
                     let mut params = self.params.clone();
@@ -197,6 +206,7 @@ impl State {
                             stream,
                             handshake,
                             started: now,
+                            received: 0,
                             out: Vec::new(),
                             written: 0,
                         }),
@@ -302,7 +312,6 @@ impl DriverState for State {
         .min()
     }
 }
-
 
 /// A FastNet server driven by the game loop (see the module docs).
 #[derive(Debug)]

@@ -1,0 +1,840 @@
+//! The Tokio driver: [`SecureSocket`], one async handle for a FastNet server or
+//! client.
+//!
+//! ```no_run
+//! use fastnet::net::{SecureEvent, SecureSocket};
+//! use fastnet::session::DevCertificate;
+//!
+//! # async fn server() -> std::io::Result<()> {
+//! let dev = DevCertificate::generate(&["localhost"]).expect("certificate");
+//! let udp = "[::]:7777".parse().unwrap();
+//! let tcp = "[::]:7778".parse().unwrap();
+//! let socket = SecureSocket::bind_server(udp, tcp, vec![dev.cert], dev.key).await?;
+//! loop {
+//!     for event in socket.poll().await? {
+//!         match event {
+//!             SecureEvent::Connected(peer) => println!("{peer} joined"),
+//!             SecureEvent::Data(peer, channel, data) => socket.send(peer, channel, data).await?,
+//!             SecureEvent::Disconnected(peer, reason) => println!("{peer} left: {reason}"),
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # How it runs
+//!
+//! Every method takes `&self` and the handle is [`Clone`]: clones share one
+//! [`Endpoint`] behind a `std::sync::Mutex` that is never held across an
+//! `.await`. So one task can await [`SecureSocket::poll`] while others
+//! [`send`](SecureSocket::send).
+//!
+//! * [`poll`](SecureSocket::poll) drives the I/O on the caller's task: it reads
+//!   every datagram the socket holds (`try_recv_from` until it would block),
+//!   runs due timers, transmits, and returns as soon as there are events.
+//!   Otherwise it awaits, all at once, the socket's readability, the next
+//!   protocol deadline (`sleep_until`), and a [`Notify`] that `send`,
+//!   `disconnect` and the handshake tasks use when they change what it waits
+//!   for. Per datagram that is one `recvfrom` (plus one that finds the socket
+//!   empty per batch) and no wake-up of any other task: no thread hop on the
+//!   hot path.
+//! * [`send`](SecureSocket::send) queues the message and transmits at once on
+//!   the sender's task: one `sendto` per datagram. It wakes a waiting `poll`
+//!   only when its message moved the next deadline earlier (the first
+//!   unacknowledged message arms the retransmission timer), not per message.
+//! * When the socket would block, the datagram is kept and the next `send` or
+//!   `poll` awaits writability before anything else goes out.
+//! * A **background ticker** task keeps connections alive when nobody polls
+//!   (a game busy loading a level, an application that only sends): every
+//!   [`BACKGROUND_TICK_MS`] it checks when the I/O last ran, and if no `poll`
+//!   is active and nothing ran for a tick it does what `poll` would do without
+//!   awaiting: reads the socket, runs timers (acknowledgements, keep-alives,
+//!   retransmissions), transmits. Messages and events wait in the endpoint for
+//!   the next `poll` (bounded by the transport configuration's receive queue).
+//!   Its cost is one timer wake-up and a lock per tick (40 per second) while
+//!   polls are frequent; it never touches a datagram then. While a `poll` is
+//!   active but has not run the I/O for [`POLL_STALL_TAKEOVER_MS`] (a future
+//!   created and then not polled), the ticker runs it too.
+//!
+//! Server handshakes run in tasks of their own (see `net::async_handshake`):
+//! each under the handshake timeout, at most `max_pending_handshakes` at once
+//! (the oldest is dropped when full); a finished one inserts its keys into the
+//! endpoint (the peer's address is learnt from its first authenticated datagram)
+//! and notifies `poll`. All tasks stop when the last handle is dropped; dropping
+//! it also tells every connected peer goodbye (best effort).
+//!
+//! Works on current-thread and multi-thread runtimes; the constructors must be
+//! awaited inside a runtime (they spawn the tasks).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::config::{ChannelId, TransportConfig};
+use crate::error::{close_code, DisconnectReason, SendError};
+use crate::net::async_handshake::{
+    bind_listener, client_handshake, spawn_acceptor, Acceptor, SessionSink,
+};
+use crate::net::async_io::UdpPath;
+use crate::net::client::{ClientConfig, ConnectError};
+use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
+use crate::net::io::LinkSimulation;
+use crate::net::server::{HandshakeStats, ServerConfig};
+use crate::net::service::lock;
+use crate::net::socket::{bind_udp, SocketConfig};
+use crate::packet::MAX_DATAGRAM_BYTES;
+use crate::session::trust::SHA256_FINGERPRINT_BYTES;
+use crate::session::{
+    CertificateDer, ClientHandshake, PrivateKeyDer, ServerCredentials, ServerTrust, SessionParams,
+};
+use crate::stats::ConnectionStats;
+
+/// Interval of the background ticker (milliseconds): how late, at most,
+/// datagrams are read and timers run while nobody polls.
+pub const BACKGROUND_TICK_MS: u64 = 25;
+/// A `poll` that has not run the I/O for this long (milliseconds) is treated
+/// as absent by the background ticker.
+pub const POLL_STALL_TAKEOVER_MS: u64 = 250;
+/// The client's first UDP packet is repeated until the server answers: first
+/// after 1 ms (it can overtake the end of the handshake on the server), then
+/// twice as late each time, up to [`FIRST_PACKET_RETRY_MAX_MS`] apart.
+pub const FIRST_PACKET_RETRY_MIN_MS: u64 = 1;
+/// Longest interval between two first packets (milliseconds).
+pub const FIRST_PACKET_RETRY_MAX_MS: u64 = 200;
+/// Most datagrams read per round of I/O before timers and transmissions run,
+/// so a flood cannot starve them.
+const MAX_DATAGRAMS_PER_DRIVE: usize = 1024;
+/// Shortest wait for a deadline that is already due but whose work cannot be
+/// done yet (a server peer whose address is not known yet, a blocked socket),
+/// so the driver never spins (milliseconds).
+const MIN_TIMER_WAIT_MS: u64 = 1;
+/// How often a server peer without an address yet (its first datagram has not
+/// arrived) is looked at for its idle timeout (milliseconds).
+const ADDRESSLESS_RECHECK_MS: u64 = 100;
+
+/// Something that happened on a [`SecureSocket`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecureEvent {
+    /// A peer's first authenticated datagram arrived: it is reachable. On a
+    /// client, the server (peer 1) once the connection is up.
+    Connected(PeerId),
+    /// A message from a peer on a channel.
+    Data(PeerId, ChannelId, Vec<u8>),
+    /// A peer's connection ended; its last messages came before this event.
+    Disconnected(PeerId, DisconnectReason),
+}
+
+/// The driver state behind the lock.
+#[derive(Debug)]
+struct State {
+    endpoint: Endpoint,
+    udp: UdpPath,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    /// When the I/O last ran (by `poll`, `send`, or the ticker).
+    last_drive: Instant,
+    /// `Some(until)` while a `poll` waits, with the deadline it sleeps to.
+    poller_wait: Option<Option<Instant>>,
+}
+
+impl State {
+    fn new(endpoint: Endpoint, link: &LinkSimulation) -> io::Result<Self> {
+        Ok(Self {
+            endpoint,
+            udp: UdpPath::new(link)?,
+            buf: vec![0; MAX_DATAGRAM_BYTES],
+            scratch: vec![0; MAX_DATAGRAM_BYTES],
+            last_drive: Instant::now(),
+            poller_wait: None,
+        })
+    }
+
+    /// One round of I/O without waiting: read, timers, transmit.
+    fn drive(&mut self, socket: &UdpSocket, now: Instant) -> io::Result<()> {
+        self.last_drive = now;
+        for _ in 0..MAX_DATAGRAMS_PER_DRIVE {
+            match self.udp.recv(socket, now, &mut self.buf)? {
+                Some((from, n)) => {
+                    self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
+                }
+                None => break,
+            }
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.transmit(socket, now);
+        Ok(())
+    }
+
+    /// Sends everything the connections have to send, until the socket would block.
+    fn transmit(&mut self, socket: &UdpSocket, now: Instant) {
+        if !self.udp.flush(socket, now, &mut self.scratch) {
+            return;
+        }
+        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
+            if !self.udp.send(socket, now, to, &self.buf[..n]) {
+                return;
+            }
+        }
+    }
+
+    /// Peer events and messages, in order: arrivals, messages, departures.
+    fn take_events(&mut self) -> Vec<SecureEvent> {
+        let mut events = Vec::new();
+        let mut departures = Vec::new();
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                PeerEvent::Connected(peer) => events.push(SecureEvent::Connected(peer)),
+                PeerEvent::Disconnected(peer, reason) => {
+                    departures.push(SecureEvent::Disconnected(peer, reason))
+                }
+            }
+        }
+        loop {
+            let mut data = Vec::new();
+            match self.endpoint.recv_into(&mut data) {
+                Some((peer, channel)) => events.push(SecureEvent::Data(peer, channel, data)),
+                None => break,
+            }
+        }
+        events.extend(departures);
+        events
+    }
+
+    /// When the driver next has work, never earlier than `now` plus
+    /// [`MIN_TIMER_WAIT_MS`] (see the constant).
+    fn wait_deadline(&self, now: Instant) -> Option<Instant> {
+        let earliest = now + Duration::from_millis(MIN_TIMER_WAIT_MS);
+        let mut next = self.udp.next_deadline();
+        for peer in self.endpoint.peers() {
+            let Some(t) = self
+                .endpoint
+                .connection(peer)
+                .and_then(|c| c.poll_timeout())
+            else {
+                continue;
+            };
+            let t = if t <= now && self.endpoint.peer_addr(peer).is_none() {
+                now + Duration::from_millis(ADDRESSLESS_RECHECK_MS)
+            } else {
+                t
+            };
+            next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        }
+        next.map(|t| t.max(earliest))
+    }
+
+    /// Whether a waiting `poll` must look again because `peer`'s deadline moved
+    /// earlier than the one it sleeps to.
+    fn poller_must_wake_for(&self, peer: PeerId) -> bool {
+        let Some(until) = self.poller_wait else {
+            return false;
+        };
+        let Some(t) = self
+            .endpoint
+            .connection(peer)
+            .and_then(|c| c.poll_timeout())
+        else {
+            return false;
+        };
+        until.is_none_or(|until| t < until)
+    }
+}
+
+/// What every clone of a [`SecureSocket`] shares.
+struct Shared {
+    state: Mutex<State>,
+    socket: UdpSocket,
+    notify: Notify,
+    /// `poll` futures alive (waiting or running).
+    active_polls: AtomicUsize,
+    local_udp: SocketAddr,
+    local_tcp: Option<SocketAddr>,
+    handshake_stats: Option<Arc<Mutex<HandshakeStats>>>,
+    server_certificate_sha256: Option<[u8; SHA256_FINGERPRINT_BYTES]>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Shared {
+    fn new(
+        socket: UdpSocket,
+        state: State,
+        local_tcp: Option<SocketAddr>,
+        handshake_stats: Option<Arc<Mutex<HandshakeStats>>>,
+        server_certificate_sha256: Option<[u8; SHA256_FINGERPRINT_BYTES]>,
+    ) -> io::Result<Arc<Self>> {
+        let local_udp = socket.local_addr()?;
+        Ok(Arc::new(Self {
+            state: Mutex::new(state),
+            socket,
+            notify: Notify::new(),
+            active_polls: AtomicUsize::new(0),
+            local_udp,
+            local_tcp,
+            handshake_stats,
+            server_certificate_sha256,
+            tasks: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Starts the background ticker.
+    fn spawn_ticker(self: &Arc<Self>) {
+        let handle = tokio::spawn(run_ticker(Arc::downgrade(self))).abort_handle();
+        lock(&self.tasks).push(handle);
+    }
+
+    /// One tick of the background ticker (see the module docs).
+    fn tick(&self) {
+        let now = Instant::now();
+        let mut s = lock(&self.state);
+        let idle = now.saturating_duration_since(s.last_drive);
+        let takeover_ms = if self.active_polls.load(Ordering::Acquire) == 0 {
+            BACKGROUND_TICK_MS
+        } else {
+            POLL_STALL_TAKEOVER_MS
+        };
+        if idle < Duration::from_millis(takeover_ms) {
+            return;
+        }
+        if let Err(e) = s.drive(&self.socket, now) {
+            tracing::debug!(error = %e, "background I/O failed");
+        }
+        // Rare (a poll that stalled): let it look at what arrived.
+        let poller_waits = s.poller_wait.is_some();
+        drop(s);
+        if poller_waits {
+            self.notify.notify_one();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+        let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let peers: Vec<PeerId> = s.endpoint.peers().collect();
+        for peer in peers {
+            s.endpoint.disconnect(peer, close_code::NORMAL);
+        }
+        s.transmit(&self.socket, Instant::now());
+    }
+}
+
+async fn run_ticker(shared: Weak<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(BACKGROUND_TICK_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.tick();
+    }
+}
+
+/// Counts a `poll` future as active for as long as it lives.
+struct ActivePoll<'a> {
+    shared: &'a Shared,
+    /// Whether it is awaiting (and so has published its deadline).
+    waiting: bool,
+}
+
+impl<'a> ActivePoll<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.active_polls.fetch_add(1, Ordering::AcqRel);
+        Self {
+            shared,
+            waiting: false,
+        }
+    }
+}
+
+impl Drop for ActivePoll<'_> {
+    fn drop(&mut self) {
+        self.shared.active_polls.fetch_sub(1, Ordering::AcqRel);
+        if self.waiting {
+            // Cancelled while awaiting: nobody waits on that deadline any more.
+            lock(&self.shared.state).poller_wait = None;
+        }
+    }
+}
+
+fn tokio_instant(t: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(t)
+}
+
+/// A `SendError` as an `io::Error` whose inner error is the `SendError`.
+fn send_error(e: SendError) -> io::Error {
+    let kind = match e {
+        SendError::WouldBlock => io::ErrorKind::WouldBlock,
+        SendError::Closed => io::ErrorKind::NotConnected,
+        SendError::UnknownChannel(_) | SendError::MessageTooLarge { .. } => {
+            io::ErrorKind::InvalidInput
+        }
+    };
+    io::Error::new(kind, e)
+}
+
+/// A `ConnectError` as an `io::Error` whose inner error is the `ConnectError`.
+fn connect_error(e: ConnectError) -> io::Error {
+    let kind = match &e {
+        ConnectError::Resolve { .. } => io::ErrorKind::NotFound,
+        ConnectError::Tcp { source, .. } => source.kind(),
+        ConnectError::Handshake(_) => io::ErrorKind::InvalidData,
+        ConnectError::HandshakeClosed => io::ErrorKind::ConnectionAborted,
+        ConnectError::HandshakeIo(source) | ConnectError::Udp(source) => source.kind(),
+        ConnectError::NoUdpAnswer(_) | ConnectError::Timeout => io::ErrorKind::TimedOut,
+        ConnectError::Config(_) => io::ErrorKind::InvalidInput,
+    };
+    io::Error::new(kind, e)
+}
+
+/// A FastNet server or client on Tokio (see the module docs). Cheap to clone:
+/// clones are handles on the same socket and connections.
+///
+/// Errors are `std::io::Error`s. Those of a connect wrap a [`ConnectError`]
+/// and those of [`send`](Self::send) a [`SendError`]; get them back with
+/// `err.get_ref().and_then(|e| e.downcast_ref::<ConnectError>())`.
+#[derive(Clone)]
+pub struct SecureSocket {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SecureSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecureSocket")
+            .field("udp", &self.shared.local_udp)
+            .field("tcp", &self.shared.local_tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureSocket {
+    /// Binds a server: UDP for the sessions, TCP for the handshakes, with this
+    /// certificate chain (the server's certificate first) and its private key,
+    /// and the default [`ServerConfig`]. A wildcard IPv6 address (`[::]`)
+    /// serves IPv4 clients too where the OS allows dual stack.
+    pub async fn bind_server(
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> io::Result<Self> {
+        let credentials = ServerCredentials::new(certs, key)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::bind_server_with(udp_addr, tcp_addr, ServerConfig::new(Arc::new(credentials))).await
+    }
+
+    /// Binds a server with a full configuration: transport, credentials,
+    /// advertised UDP address, handshake timeout and bound, socket options,
+    /// link simulation.
+    pub async fn bind_server_with(
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        config
+            .transport
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let socket = bind_async_udp(udp_addr, &config.socket)?;
+        let bound_udp = socket.local_addr()?;
+        let listener = bind_listener(tcp_addr)?;
+        let local_tcp = listener.local_addr()?;
+        let advertised = config.advertised_udp_addr.unwrap_or(bound_udp);
+        let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
+        let state = State::new(Endpoint::new(Arc::new(config.transport)), &config.link)?;
+        let stats = Arc::new(Mutex::new(HandshakeStats::default()));
+        let shared = Shared::new(socket, state, Some(local_tcp), Some(stats.clone()), None)?;
+        let weak = Arc::downgrade(&shared);
+        let sink: SessionSink = Arc::new(move |keys| {
+            let Some(shared) = weak.upgrade() else {
+                return false;
+            };
+            let inserted = {
+                let mut s = lock(&shared.state);
+                match s.endpoint.insert(keys, None, Instant::now()) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session rejected");
+                        false
+                    }
+                }
+            };
+            // The new peer's timers count from now: let a waiting poll know.
+            shared.notify.notify_one();
+            inserted
+        });
+        let acceptor = Acceptor {
+            credentials: config.credentials,
+            params,
+            timeout: config.handshake_timeout,
+            max_pending: config.max_pending_handshakes,
+            stats,
+            sink,
+        };
+        let handle = spawn_acceptor(listener, acceptor);
+        lock(&shared.tasks).push(handle);
+        shared.spawn_ticker();
+        Ok(Self { shared })
+    }
+
+    /// Connects to a server's TCP address with the default [`ClientConfig`]:
+    /// the server's certificate must chain to the Mozilla roots and be valid
+    /// for the address's IP (so a self-signed development certificate is
+    /// refused; use [`connect_with`](Self::connect_with)). Returns once the
+    /// server has answered over UDP; the server is peer 1.
+    pub async fn connect(server: SocketAddr) -> io::Result<Self> {
+        Self::connect_with(server, ClientConfig::default()).await
+    }
+
+    /// Connects to a server's TCP address with `config` (trust, server name,
+    /// transport, timeout, socket options, link simulation). The server name
+    /// defaults to the address's IP.
+    pub async fn connect_with(server: SocketAddr, config: ClientConfig) -> io::Result<Self> {
+        let deadline = Instant::now() + config.connect_timeout;
+        let name = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server.ip().to_string());
+        let connect = async {
+            let stream = TcpStream::connect(server)
+                .await
+                .map_err(|source| ConnectError::Tcp {
+                    host: server.to_string(),
+                    source,
+                })?;
+            Self::connect_stream(stream, &name, config, deadline).await
+        };
+        match tokio::time::timeout_at(tokio_instant(deadline), connect).await {
+            Ok(result) => result.map_err(connect_error),
+            Err(_) => Err(connect_error(ConnectError::Timeout)),
+        }
+    }
+
+    /// Connects to `host` (a name, or an IPv4 or IPv6 address, brackets
+    /// allowed) on TCP `port`, trying each address it resolves to in turn. The
+    /// server name defaults to `host`.
+    pub async fn connect_host(host: &str, port: u16, config: ClientConfig) -> io::Result<Self> {
+        let deadline = Instant::now() + config.connect_timeout;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host.to_string());
+        let connect = async {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| ConnectError::Resolve {
+                    host: host.to_string(),
+                    source,
+                })?
+                .collect();
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => {
+                        return Self::connect_stream(stream, &name, config, deadline).await
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(ConnectError::Tcp {
+                host: host.to_string(),
+                source: last,
+            })
+        };
+        match tokio::time::timeout_at(tokio_instant(deadline), connect).await {
+            Ok(result) => result.map_err(connect_error),
+            Err(_) => Err(connect_error(ConnectError::Timeout)),
+        }
+    }
+
+    /// The handshake on an open TCP stream, then the first UDP exchange.
+    async fn connect_stream(
+        stream: TcpStream,
+        server_name: &str,
+        config: ClientConfig,
+        deadline: Instant,
+    ) -> Result<Self, ConnectError> {
+        config.transport.validate()?;
+        stream
+            .set_nodelay(true)
+            .map_err(ConnectError::HandshakeIo)?;
+        let params = SessionParams::from_config(&config.transport);
+        let trust: ServerTrust = config.trust.clone();
+        let handshake = ClientHandshake::new(server_name, trust, params)?;
+        let outcome = client_handshake(&stream, handshake).await?;
+        let tcp_peer = stream.peer_addr().map_err(ConnectError::HandshakeIo)?;
+        drop(stream);
+        let server = outcome
+            .peer_params
+            .udp_target(tcp_peer.ip())
+            .ok_or(ConnectError::NoUdpAnswer(tcp_peer))?;
+        let local: SocketAddr = if server.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = bind_async_udp(local, &config.socket).map_err(ConnectError::Udp)?;
+        let mut endpoint = Endpoint::new(Arc::new(config.transport));
+        let peer = endpoint
+            .insert(outcome.keys, Some(server), Instant::now())
+            .map_err(|e| match e {
+                crate::net::endpoint::InsertError::Config(c) => ConnectError::Config(c),
+                other => ConnectError::Udp(io::Error::other(other)),
+            })?;
+        let state = State::new(endpoint, &config.link).map_err(ConnectError::Udp)?;
+        let shared = Shared::new(socket, state, None, None, outcome.server_certificate_sha256)
+            .map_err(ConnectError::Udp)?;
+        let socket = Self { shared };
+        socket.await_first_answer(peer, server, deadline).await?;
+        socket.shared.spawn_ticker();
+        Ok(socket)
+    }
+
+    /// Repeats the first packet (a PING) with exponential backoff until the
+    /// server answers or `deadline` passes.
+    async fn await_first_answer(
+        &self,
+        peer: PeerId,
+        server: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(), ConnectError> {
+        let shared = &*self.shared;
+        let mut next_ping = Instant::now();
+        let mut retry = Duration::from_millis(FIRST_PACKET_RETRY_MIN_MS);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ConnectError::NoUdpAnswer(server));
+            }
+            let blocked = {
+                let mut s = lock(&shared.state);
+                if now >= next_ping {
+                    if let Some(conn) = s.endpoint.connection_mut(peer) {
+                        conn.ping();
+                    }
+                    next_ping = now + retry;
+                    retry = (retry * 2).min(Duration::from_millis(FIRST_PACKET_RETRY_MAX_MS));
+                }
+                s.drive(&shared.socket, now).map_err(ConnectError::Udp)?;
+                let answered = s
+                    .endpoint
+                    .connection(peer)
+                    .is_some_and(|c| c.largest_received().is_some());
+                if answered {
+                    return Ok(());
+                }
+                if s.endpoint.connection(peer).is_none() {
+                    // Closed (refused by the transport, say): it will not answer.
+                    return Err(ConnectError::NoUdpAnswer(server));
+                }
+                s.udp.is_blocked()
+            };
+            let wake = tokio_instant(next_ping.min(deadline));
+            tokio::select! {
+                r = shared.socket.readable() => r.map_err(ConnectError::Udp)?,
+                r = shared.socket.writable(), if blocked => r.map_err(ConnectError::Udp)?,
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// Waits for events and returns them, driving the I/O meanwhile (see the
+    /// module docs). Each call returns at least one event; a peer's messages
+    /// come after its `Connected` and before its `Disconnected`.
+    ///
+    /// Cancel-safe: events are only taken from the endpoint when they are
+    /// returned, so dropping the future (in a `select!`) loses nothing.
+    /// Several tasks may poll at once; each event goes to one of them.
+    ///
+    /// A client whose connection has ended has no peer left, so `poll` then
+    /// waits forever: stop polling after `Disconnected(1, _)`.
+    pub async fn poll(&self) -> io::Result<Vec<SecureEvent>> {
+        // A loop that always finds events never awaits anything else: give
+        // the runtime its turn (handshake tasks, other sockets) once the task's
+        // cooperative budget is spent.
+        tokio::task::coop::consume_budget().await;
+        let shared = &*self.shared;
+        let mut active = ActivePoll::new(shared);
+        loop {
+            let notified = shared.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let (deadline, blocked) = {
+                let mut s = lock(&shared.state);
+                s.poller_wait = None;
+                active.waiting = false;
+                let now = Instant::now();
+                s.drive(&shared.socket, now)?;
+                let events = s.take_events();
+                if !events.is_empty() {
+                    return Ok(events);
+                }
+                let deadline = s.wait_deadline(now);
+                s.poller_wait = Some(deadline);
+                active.waiting = true;
+                (deadline, s.udp.is_blocked())
+            };
+            tokio::select! {
+                r = shared.socket.readable() => r?,
+                r = shared.socket.writable(), if blocked => r?,
+                _ = notified => {}
+                _ = sleep_until_or_forever(deadline) => {}
+            }
+        }
+    }
+
+    /// Queues a message for a peer and transmits at once. Fails when the peer
+    /// does not exist or is closing (`NotConnected`), the channel does not
+    /// exist or the message exceeds its limit (`InvalidInput`), or the send
+    /// queue is full (`WouldBlock`: try again once the peer has acknowledged
+    /// some data); the inner error is the [`SendError`]. Awaits only when the
+    /// UDP socket's buffer is full.
+    ///
+    /// Like every Tokio resource it counts against the task's cooperative
+    /// budget, so a task that sends in a loop lets others run now and then.
+    /// If cancelled after its first `.await`, the message is queued; what the
+    /// socket refused goes out with the next `send` or `poll`.
+    pub async fn send(
+        &self,
+        peer: PeerId,
+        channel: ChannelId,
+        data: impl AsRef<[u8]>,
+    ) -> io::Result<()> {
+        tokio::task::coop::consume_budget().await;
+        let shared = &*self.shared;
+        let (wake, mut blocked) = {
+            let mut s = lock(&shared.state);
+            s.endpoint
+                .send(peer, channel, data.as_ref())
+                .map_err(send_error)?;
+            let now = Instant::now();
+            s.transmit(&shared.socket, now);
+            (s.poller_must_wake_for(peer), s.udp.is_blocked())
+        };
+        if wake {
+            shared.notify.notify_one();
+        }
+        while blocked {
+            shared.socket.writable().await?;
+            let mut s = lock(&shared.state);
+            s.transmit(&shared.socket, Instant::now());
+            blocked = s.udp.is_blocked();
+        }
+        Ok(())
+    }
+
+    /// Closes a peer's connection with `code` (applications use codes from
+    /// [`close_code::APPLICATION_MIN`]), telling the peer at once. The next
+    /// `poll` reports `Disconnected(peer, ClosedLocally { code })`.
+    pub fn disconnect(&self, peer: PeerId, code: u32) {
+        let shared = &*self.shared;
+        {
+            let mut s = lock(&shared.state);
+            s.endpoint.disconnect(peer, code);
+            s.transmit(&shared.socket, Instant::now());
+        }
+        shared.notify.notify_one();
+    }
+
+    /// The bound UDP address.
+    pub fn local_udp_addr(&self) -> SocketAddr {
+        self.shared.local_udp
+    }
+
+    /// The bound TCP address of a server (handshakes); `None` on a client.
+    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
+        self.shared.local_tcp
+    }
+
+    /// Peers whose connection is established.
+    pub fn peer_count(&self) -> usize {
+        let s = lock(&self.shared.state);
+        s.endpoint
+            .peers()
+            .filter(|&p| s.endpoint.is_connected(p))
+            .count()
+    }
+
+    /// IDs of all peers, including those whose first datagram has not arrived.
+    pub fn peers(&self) -> Vec<PeerId> {
+        lock(&self.shared.state).endpoint.peers().collect()
+    }
+
+    /// A peer's connection statistics.
+    pub fn peer_stats(&self, peer: PeerId) -> Option<ConnectionStats> {
+        lock(&self.shared.state).endpoint.peer_stats(peer)
+    }
+
+    /// A peer's UDP address, once known.
+    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
+        lock(&self.shared.state).endpoint.peer_addr(peer)
+    }
+
+    /// A peer's smoothed round-trip time.
+    pub fn rtt(&self, peer: PeerId) -> Option<Duration> {
+        lock(&self.shared.state)
+            .endpoint
+            .connection(peer)
+            .map(|c| c.rtt())
+    }
+
+    /// Datagrams dropped before reaching a connection.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        lock(&self.shared.state).endpoint.stats()
+    }
+
+    /// Counters of the handshake side of a server; `None` on a client.
+    pub fn handshake_stats(&self) -> Option<HandshakeStats> {
+        self.shared.handshake_stats.as_ref().map(|s| *lock(s))
+    }
+
+    /// On a client: SHA-256 of the certificate the server presented (log it,
+    /// or pin it with [`ServerTrust::PinnedSha256`] next time).
+    pub fn server_certificate_sha256(&self) -> Option<[u8; SHA256_FINGERPRINT_BYTES]> {
+        self.shared.server_certificate_sha256
+    }
+
+    /// The transport configuration of the connections.
+    pub fn transport_config(&self) -> Arc<TransportConfig> {
+        lock(&self.shared.state).endpoint.config().clone()
+    }
+
+    /// Replaces the simulated network conditions of this socket (testing): a
+    /// direction that stays simulated keeps the datagrams it holds, one no
+    /// longer simulated drops them.
+    pub fn set_link_simulation(&self, link: &LinkSimulation) -> io::Result<()> {
+        lock(&self.shared.state).udp.set_simulation(link)?;
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+}
+
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio_instant(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds a UDP socket with `config` and registers it with Tokio.
+fn bind_async_udp(addr: SocketAddr, config: &SocketConfig) -> io::Result<UdpSocket> {
+    let (socket, report) = bind_udp(addr, config)?;
+    if !report.refused.is_empty() {
+        tracing::debug!(refused = ?report.refused, "some socket options were refused");
+    }
+    UdpSocket::from_std(socket)
+}
