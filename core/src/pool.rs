@@ -1,9 +1,11 @@
 //! A small pool of byte buffers, so that the steady state of a connection reuses
 //! message buffers instead of allocating one per packet.
 
-/// Buffers larger than this are not kept: one 1 MiB message should not pin a
-/// megabyte to an idle connection.
-const MAX_POOLED_CAPACITY_BYTES: usize = 64 << 10;
+/// Buffers larger than this are not kept: the pool serves the common case,
+/// messages that fit a datagram, and a burst of large messages must not pin
+/// their memory to the connection (64 buffers of 64 KiB per direction did:
+/// 8 MiB per connection under a soak).
+const MAX_POOLED_CAPACITY_BYTES: usize = 2 << 10;
 
 /// Reusable `Vec<u8>` buffers, at most `max_buffers` of them.
 #[derive(Debug)]

@@ -52,8 +52,10 @@ const CLOSE_PACKETS: u8 = 3;
 const MAX_AUTHENTICATION_FAILURES: u64 = 1 << 36;
 /// Largest packet number ever sent: the 62-bit space of PROTOCOL.md §1.3.
 const MAX_PACKET_NUMBER: u64 = (1 << 62) - 1;
-/// Message buffers kept for reuse on each side of a connection.
-const POOLED_BUFFERS: usize = 64;
+/// Message buffers kept for reuse on each side of a connection (at most
+/// 32 x 2 KiB: the steady state of small messages allocates nothing, and an
+/// idle connection holds little).
+const POOLED_BUFFERS: usize = 32;
 
 /// What the handshake hands the protocol core: the connection IDs and the two
 /// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").

@@ -28,9 +28,9 @@ pub(crate) struct Conditioned {
     scratch: Vec<u8>,
 }
 
-/// Waits shorter than this poll between precise sleeps rather than trusting
-/// the socket timeout's coarse rounding.
-const PRECISE_WAIT_LIMIT: Duration = Duration::from_millis(5);
+/// Waits shorter than this poll between precise sleeps: the readiness queue
+/// counts whole milliseconds.
+const PRECISE_WAIT_LIMIT: Duration = Duration::from_millis(1);
 /// Sleep between two polls of a short wait.
 const PRECISE_WAIT_STEP: Duration = Duration::from_micros(100);
 
@@ -121,10 +121,50 @@ impl Conditioned {
     }
 }
 
+/// Waits for a socket to become readable without polling it: an OS readiness
+/// queue (epoll, kqueue, IOCP through mio) registered on a duplicate of the
+/// socket's handle.
+struct Readiness {
+    poll: mio::Poll,
+    events: mio::Events,
+    /// Keeps the registered duplicate open.
+    _registered: mio::net::UdpSocket,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readiness")
+    }
+}
+
+impl Readiness {
+    fn new(socket: &UdpSocket) -> io::Result<Self> {
+        let poll = mio::Poll::new()?;
+        let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
+        poll.registry()
+            .register(&mut registered, mio::Token(0), mio::Interest::READABLE)?;
+        Ok(Self {
+            poll,
+            events: mio::Events::with_capacity(4),
+            _registered: registered,
+        })
+    }
+
+    /// Blocks until the socket may be readable or `timeout` passes. Spurious
+    /// wake-ups are possible (the caller then finds nothing to read).
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            other => other,
+        }
+    }
+}
+
 /// A non-blocking UDP socket with optional link simulation.
 #[derive(Debug)]
 pub(crate) struct UdpIo {
     socket: UdpSocket,
+    readiness: Readiness,
     outgoing: Option<Conditioned>,
     incoming: Option<Conditioned>,
     /// Send errors other than "would block" since the last check (ICMP
@@ -137,6 +177,7 @@ impl UdpIo {
         socket.set_nonblocking(true)?;
         let seed = fastrand::u64(..);
         Ok(Self {
+            readiness: Readiness::new(&socket)?,
             socket,
             outgoing: sim
                 .outgoing
@@ -243,45 +284,37 @@ impl UdpIo {
 
     /// Blocks until a datagram is readable or `timeout` passes (about).
     ///
-    /// Socket timeouts are rounded up to the kernel's tick (4 to 10 ms on
-    /// Linux), so short waits poll the socket between precise sleeps instead.
-    pub fn wait(&self, timeout: Duration) -> io::Result<()> {
-        if timeout.is_zero() {
+    /// Waits of a millisecond or more sleep in the OS readiness queue, which
+    /// rounds up to whole milliseconds; shorter ones poll the socket between
+    /// precise sleeps (they are rare: the first packet of a connect).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout.is_zero() || self.readable_now() {
             return Ok(());
         }
-        let mut probe = [0u8; 1];
-        if timeout < PRECISE_WAIT_LIMIT {
-            let end = Instant::now() + timeout;
-            loop {
-                match self.socket.peek_from(&mut probe) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    _ => return Ok(()), // data, or an error the next read reports
-                }
-                let now = Instant::now();
-                if now >= end {
-                    return Ok(());
-                }
-                std::thread::sleep((end - now).min(PRECISE_WAIT_STEP));
+        if timeout >= PRECISE_WAIT_LIMIT {
+            return self.readiness.wait(timeout);
+        }
+        let end = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            std::thread::sleep((end - now).min(PRECISE_WAIT_STEP));
+            if self.readable_now() {
+                return Ok(());
             }
         }
-        self.socket.set_nonblocking(false)?;
-        self.socket.set_read_timeout(Some(timeout))?;
-        let r = self.socket.peek_from(&mut probe);
-        self.socket.set_nonblocking(true)?;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) if is_transient(&e) => Ok(()),
+    }
+
+    /// Whether a datagram (or an error to report) is waiting.
+    fn readable_now(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.socket.peek_from(&mut probe) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             // Windows reports a datagram larger than the probe as an error.
-            Err(e) if e.raw_os_error() == Some(10040) => Ok(()),
-            Err(e) => Err(e),
+            Err(_) => true,
         }
     }
 }

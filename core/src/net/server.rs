@@ -391,7 +391,7 @@ impl Server {
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
         self.service()?;
         if self.service_thread.is_none() {
-            let s = lock(&self.state);
+            let mut s = lock(&self.state);
             let now = Instant::now();
             let until = s
                 .deadline()
