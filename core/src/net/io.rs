@@ -127,6 +127,9 @@ impl Conditioned {
 struct Readiness {
     poll: mio::Poll,
     events: mio::Events,
+    /// Tokens other than the UDP socket's that fired (a server's TCP
+    /// listener and handshakes), until the owner takes them.
+    ready: Vec<mio::Token>,
     /// Keeps the registered duplicate open.
     _registered: mio::net::UdpSocket,
 }
@@ -142,23 +145,34 @@ impl Readiness {
         let poll = mio::Poll::new()?;
         let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
         poll.registry()
-            .register(&mut registered, mio::Token(0), mio::Interest::READABLE)?;
+            .register(&mut registered, UDP_TOKEN, mio::Interest::READABLE)?;
         Ok(Self {
             poll,
-            events: mio::Events::with_capacity(4),
+            events: mio::Events::with_capacity(64),
+            ready: Vec::new(),
             _registered: registered,
         })
     }
 
-    /// Blocks until the socket may be readable or `timeout` passes. Spurious
-    /// wake-ups are possible (the caller then finds nothing to read).
+    /// Blocks until a registered source may be ready or `timeout` passes.
+    /// Spurious wake-ups are possible (the caller then finds nothing to do).
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         match self.poll.poll(&mut self.events, Some(timeout)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            other => other,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            other => other?,
         }
+        for event in self.events.iter() {
+            if event.token() != UDP_TOKEN && !self.ready.contains(&event.token()) {
+                self.ready.push(event.token());
+            }
+        }
+        Ok(())
     }
 }
+
+/// The UDP socket's token in the readiness queue; owners registering more
+/// sources (a server's TCP side) use other tokens.
+pub(crate) const UDP_TOKEN: mio::Token = mio::Token(0);
 
 /// A non-blocking UDP socket with optional link simulation.
 #[derive(Debug)]
@@ -305,6 +319,28 @@ impl UdpIo {
                 return Ok(());
             }
         }
+    }
+
+    /// The readiness queue, to register more sources (tokens other than
+    /// [`UDP_TOKEN`]).
+    pub fn registry(&self) -> &mio::Registry {
+        self.readiness.poll.registry()
+    }
+
+    /// Collects the sources that became ready, without waiting.
+    pub fn poll_ready_now(&mut self) -> io::Result<()> {
+        self.readiness.wait(Duration::ZERO)
+    }
+
+    /// Moves the tokens of the sources that fired (other than the UDP socket)
+    /// into `out`.
+    pub fn take_ready(&mut self, out: &mut Vec<mio::Token>) {
+        out.append(&mut self.readiness.ready);
+    }
+
+    /// Whether a wait saw sources other than the UDP socket fire.
+    pub fn has_ready(&self) -> bool {
+        !self.readiness.ready.is_empty()
     }
 
     /// Whether a datagram (or an error to report) is waiting.

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,13 +26,13 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// that has not sent a byte is dropped (else the oldest), so neither stalled
 /// connections nor a stream of new ones can lock a progressing client out.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
-/// New TCP connections are accepted, and a large table of handshakes is
-/// pumped, at most this often, so a server that services in a tight loop does
-/// not spend it in system calls for idle TCP connections.
-const HANDSHAKE_PUMP_INTERVAL: Duration = Duration::from_micros(250);
-/// Up to this many handshakes in progress are pumped on every service call
-/// (a handful of reads): a connecting client is not kept waiting.
-const EAGER_PUMP_HANDSHAKES: usize = 16;
+/// A server that services in a tight loop (without waiting) asks the
+/// readiness queue about its TCP side at most this often: one system call,
+/// whatever the number of connections.
+const TCP_READINESS_INTERVAL: Duration = Duration::from_micros(250);
+/// The TCP listener's token in the readiness queue; handshakes take the
+/// tokens after it.
+const LISTENER_TOKEN: mio::Token = mio::Token(1);
 /// Bytes read from one TCP connection per pump.
 const HANDSHAKE_READ_BYTES: usize = 16 << 10;
 
@@ -89,7 +89,8 @@ pub struct HandshakeStats {
 
 #[derive(Debug)]
 struct Pending {
-    stream: TcpStream,
+    stream: mio::net::TcpStream,
+    token: mio::Token,
     handshake: ServerHandshake,
     started: Instant,
     /// Bytes received so far: zero marks a connection that stalls.
@@ -157,28 +158,28 @@ impl Pending {
 #[derive(Debug)]
 struct State {
     io: UdpIo,
-    listener: TcpListener,
+    listener: mio::net::TcpListener,
     endpoint: Endpoint,
     pending: VecDeque<Pending>,
+    next_token: usize,
+    ready: Vec<mio::Token>,
     params: SessionParams,
     credentials: Arc<ServerCredentials>,
     handshake_timeout: Duration,
     max_pending: usize,
-    last_pump: Option<Instant>,
+    last_readiness_check: Option<Instant>,
     handshake_stats: HandshakeStats,
     buf: Vec<u8>,
     tcp_buf: Vec<u8>,
 }
 
 impl State {
-    fn accept(&mut self, now: Instant) {
+    /// Accepts every waiting connection; their tokens go to `fresh`.
+    fn accept(&mut self, now: Instant, fresh: &mut Vec<mio::Token>) {
         loop {
             match self.listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     self.handshake_stats.accepted += 1;
-                    if stream.set_nonblocking(true).is_err() {
-                        continue;
-                    }
                     let _ = stream.set_nodelay(true);
                     if self.pending.len() >= self.max_pending {
                         let victim = self
@@ -186,8 +187,21 @@ impl State {
                             .iter()
                             .position(|p| p.received == 0)
                             .unwrap_or(0);
-                        self.pending.remove(victim);
+                        if let Some(mut p) = self.pending.remove(victim) {
+                            let _ = self.io.registry().deregister(&mut p.stream);
+                        }
                         self.handshake_stats.evicted += 1;
+                    }
+                    let token = mio::Token(self.next_token);
+                    self.next_token = self
+                        .next_token
+                        .checked_add(1)
+                        .unwrap_or(LISTENER_TOKEN.0 + 1);
+                    let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+                    if let Err(e) = self.io.registry().register(&mut stream, token, interest) {
+                        tracing::debug!(error = %e, "cannot watch a TCP connection");
+                        self.handshake_stats.failed += 1;
+                        continue;
                     }
                     let mut params = self.params.clone();
                     if params.udp_address().is_none_or(|a| a.ip().is_unspecified()) {
@@ -202,14 +216,18 @@ impl State {
                         }
                     }
                     match ServerHandshake::new(self.credentials.clone(), params) {
-                        Ok(handshake) => self.pending.push_back(Pending {
-                            stream,
-                            handshake,
-                            started: now,
-                            received: 0,
-                            out: Vec::new(),
-                            written: 0,
-                        }),
+                        Ok(handshake) => {
+                            fresh.push(token);
+                            self.pending.push_back(Pending {
+                                stream,
+                                token,
+                                handshake,
+                                started: now,
+                                received: 0,
+                                out: Vec::new(),
+                                written: 0,
+                            });
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, %peer, "cannot start handshake");
                             self.handshake_stats.failed += 1;
@@ -227,44 +245,74 @@ impl State {
         }
     }
 
+    /// Accepts new connections and advances the handshakes whose sockets
+    /// fired; drops those past their timeout.
     fn pump_handshakes(&mut self, now: Instant) {
-        let due = self
-            .last_pump
-            .is_none_or(|t| now >= t + HANDSHAKE_PUMP_INTERVAL);
-        if due {
-            self.last_pump = Some(now);
-            self.accept(now);
-        } else if self.pending.is_empty() || self.pending.len() > EAGER_PUMP_HANDSHAKES {
+        let check = self
+            .last_readiness_check
+            .is_none_or(|t| now >= t + TCP_READINESS_INTERVAL);
+        if !check && !self.io.has_ready() {
             return;
         }
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            if now >= p.started + self.handshake_timeout {
-                self.pending.remove(i);
-                self.handshake_stats.timed_out += 1;
-                continue;
+        if check {
+            self.last_readiness_check = Some(now);
+            if let Err(e) = self.io.poll_ready_now() {
+                tracing::debug!(error = %e, "readiness check failed");
             }
-            match p.pump(&mut self.tcp_buf) {
-                PumpResult::Continue => i += 1,
-                PumpResult::Failed => {
-                    self.pending.remove(i);
+            self.expire_handshakes(now);
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        self.io.take_ready(&mut ready);
+        if let Some(at) = ready.iter().position(|&t| t == LISTENER_TOKEN) {
+            ready.swap_remove(at);
+            // New connections may hold their ClientHello already: `accept`
+            // lists them for a first pump.
+            self.accept(now, &mut ready);
+        }
+        for token in ready.drain(..) {
+            if let Some(i) = self.pending.iter().position(|p| p.token == token) {
+                self.pump_at(i, now);
+            }
+        }
+        self.ready = ready;
+    }
+
+    /// Drops handshakes past their timeout.
+    fn expire_handshakes(&mut self, now: Instant) {
+        let timeout = self.handshake_timeout;
+        let registry = self.io.registry();
+        let stats = &mut self.handshake_stats;
+        self.pending.retain_mut(|p| {
+            let alive = now < p.started + timeout;
+            if !alive {
+                let _ = registry.deregister(&mut p.stream);
+                stats.timed_out += 1;
+            }
+            alive
+        });
+    }
+
+    /// Advances handshake `i`; on completion its session joins the endpoint.
+    fn pump_at(&mut self, i: usize, now: Instant) {
+        let result = self.pending[i].pump(&mut self.tcp_buf);
+        if matches!(result, PumpResult::Continue) {
+            return;
+        }
+        let mut p = self.pending.remove(i).expect("index in range");
+        let _ = self.io.registry().deregister(&mut p.stream);
+        if matches!(result, PumpResult::Failed) {
+            self.handshake_stats.failed += 1;
+            return;
+        }
+        match p.handshake.take_outcome() {
+            Some(outcome) => match self.endpoint.insert(outcome.keys, None, now) {
+                Ok(_) => self.handshake_stats.completed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session rejected");
                     self.handshake_stats.failed += 1;
                 }
-                PumpResult::Done => {
-                    let mut p = self.pending.remove(i).expect("index in range");
-                    match p.handshake.take_outcome() {
-                        Some(outcome) => match self.endpoint.insert(outcome.keys, None, now) {
-                            Ok(_) => self.handshake_stats.completed += 1,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "session rejected");
-                                self.handshake_stats.failed += 1;
-                            }
-                        },
-                        None => self.handshake_stats.failed += 1,
-                    }
-                }
-            }
+            },
+            None => self.handshake_stats.failed += 1,
         }
     }
 }
@@ -299,9 +347,12 @@ impl DriverState for State {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let handshakes = (!self.pending.is_empty())
-            .then(|| self.last_pump.map(|t| t + HANDSHAKE_PUMP_INTERVAL))
-            .flatten();
+        // TCP activity wakes a waiting server by itself; only timeouts need a timer.
+        let handshakes = self
+            .pending
+            .iter()
+            .map(|p| p.started + self.handshake_timeout)
+            .min();
         [
             self.endpoint.poll_timeout(),
             self.io.next_deadline(),
@@ -337,20 +388,25 @@ impl Server {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (socket, socket_report) = bind_udp(udp_addr, &config.socket)?;
         let udp_addr = socket.local_addr()?;
-        let listener = bind_tcp(tcp_addr)?;
+        let mut listener = mio::net::TcpListener::from_std(bind_tcp(tcp_addr)?);
         let tcp_addr = listener.local_addr()?;
         let advertised = config.advertised_udp_addr.unwrap_or(udp_addr);
         let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
+        let io = UdpIo::new(socket, &config.link)?;
+        io.registry()
+            .register(&mut listener, LISTENER_TOKEN, mio::Interest::READABLE)?;
         let state = State {
-            io: UdpIo::new(socket, &config.link)?,
+            io,
             listener,
+            next_token: LISTENER_TOKEN.0 + 1,
+            ready: Vec::new(),
             endpoint: Endpoint::new(Arc::new(config.transport)),
             pending: VecDeque::new(),
             params,
             credentials: config.credentials,
             handshake_timeout: config.handshake_timeout,
             max_pending: config.max_pending_handshakes.max(1),
-            last_pump: None,
+            last_readiness_check: None,
             handshake_stats: HandshakeStats::default(),
             buf: vec![0; MAX_DATAGRAM_BYTES],
             tcp_buf: vec![0; HANDSHAKE_READ_BYTES],
@@ -396,8 +452,8 @@ impl Server {
             let until = s
                 .deadline()
                 .map_or(max_wait, |t| t.saturating_duration_since(now));
-            // Handshakes are pumped at least every few milliseconds.
-            s.io.wait(until.min(max_wait).min(Duration::from_millis(5)))?;
+            // TCP readiness wakes the wait too: handshakes need no timer.
+            s.io.wait(until.min(max_wait))?;
         } else {
             std::thread::sleep(max_wait.min(Duration::from_millis(1)));
         }
