@@ -27,6 +27,9 @@ cargo test --workspace
 step "tests (ring and RustCrypto AEAD side by side)"
 cargo test -p fastnet --features rustcrypto --lib crypto
 
+step "C ABI: header, C and C++ examples, misuse, valgrind"
+bash ci/capi-test.sh
+
 step "soak: 64 clients for 60 s through 10% loss, reordering and duplication"
 cargo run --release --quiet -p fastnet --example soak -- --clients 64 --seconds "${FASTNET_SOAK_SECONDS:-60}"
 
