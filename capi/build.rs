@@ -14,7 +14,12 @@
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os == "linux" {
+        // Programs linked by path then record `libfastnet.so`, not the build path.
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfastnet.so");
+    }
+    if os == "macos" {
+        // The same for macOS: programs look for the library on their rpath.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libfastnet.dylib");
     }
     #[cfg(feature = "generate-header")]
     header::generate();

@@ -8,7 +8,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+bash ci/install-deps.sh
 cargo --version
 
 step "format"
@@ -29,6 +29,16 @@ cargo test -p fastnet --features rustcrypto --lib crypto
 
 step "C ABI: header, C and C++ examples, misuse, valgrind"
 bash ci/capi-test.sh
+
+step "Windows x86_64: mingw cross-build, C/C++ echo under Wine against Linux"
+bash ci/win64.sh
+
+step "C SDK archives: Linux and Windows (mingw)"
+bash ci/sdk-archive.sh
+[ "${FASTNET_SKIP_WIN64:-0}" = 1 ] || bash ci/sdk-archive.sh --target x86_64-pc-windows-gnu
+
+step "GitHub Actions workflows (actionlint)"
+bash ci/actionlint.sh
 
 step "soak: 64 clients for 60 s through 10% loss, reordering and duplication"
 cargo run --release --quiet -p fastnet --example soak -- --clients 64 --seconds "${FASTNET_SOAK_SECONDS:-60}"
