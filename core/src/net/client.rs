@@ -344,6 +344,10 @@ impl Client {
         self.service()?;
         if self.service_thread.is_none() {
             let mut s = lock(&self.state);
+            if s.conn.pending_messages() > 0 || !s.events.is_empty() {
+                // The first pass delivered something: hand it over at once.
+                return Ok(());
+            }
             let now = Instant::now();
             let until = s
                 .deadline()

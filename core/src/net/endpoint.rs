@@ -248,6 +248,11 @@ impl Endpoint {
         None
     }
 
+    /// Whether messages or events wait for the application.
+    pub fn has_pending(&self) -> bool {
+        !self.ready.is_empty() || !self.events.is_empty()
+    }
+
     /// Takes the next peer event.
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         self.events.pop_front()

@@ -448,6 +448,10 @@ impl Server {
         self.service()?;
         if self.service_thread.is_none() {
             let mut s = lock(&self.state);
+            if s.endpoint.has_pending() {
+                // The first pass delivered something: hand it over at once.
+                return Ok(());
+            }
             let now = Instant::now();
             let until = s
                 .deadline()

@@ -1,0 +1,237 @@
+//! Heap allocations per packet in steady state: a FastNet client and server
+//! on loopback in this process, on one thread, exchanging 64-byte ping-pongs;
+//! after a warm-up, the bench binary's counting allocator (`allocation-counter`,
+//! per thread) counts every allocation of both ends over the measured round
+//! trips. Done for the game-loop driver (both channels) and the Tokio driver.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fastnet::net::{Client, ClientConfig, SecureEvent, SecureSocket, Server, ServerConfig};
+use fastnet::session::{DevCertificate, ServerCredentials, ServerTrust};
+use fastnet::{channels, ChannelId};
+
+use crate::rtt::PING_BYTES;
+use crate::{fail, BenchResult, Harness};
+
+/// Allocations over a number of round trips.
+#[derive(Clone, Debug)]
+pub struct AllocResult {
+    /// What was measured.
+    pub label: &'static str,
+    /// Round trips measured.
+    pub round_trips: u64,
+    /// Datagrams sent by both ends meanwhile.
+    pub datagrams: u64,
+    /// Allocations (and reallocations) by both ends.
+    pub allocations: u64,
+    /// Bytes allocated.
+    pub bytes: u64,
+    /// Why it did not run, if it did not.
+    pub skipped: Option<String>,
+}
+
+impl AllocResult {
+    /// Allocations per datagram.
+    pub fn per_packet(&self) -> f64 {
+        self.allocations as f64 / self.datagrams.max(1) as f64
+    }
+}
+
+/// Every allocation row.
+pub fn measure(h: &Harness) -> Vec<AllocResult> {
+    type Measure = fn(&Harness, ChannelId) -> BenchResult<AllocResult>;
+    let cases: [(&'static str, ChannelId, Measure); 4] = [
+        (
+            "game-loop `Client`/`Server`, unreliable",
+            channels::UNRELIABLE,
+            game_loop,
+        ),
+        (
+            "game-loop `Client`/`Server`, reliable-ordered",
+            channels::RELIABLE_ORDERED,
+            game_loop,
+        ),
+        (
+            "Tokio driver `SecureSocket`, unreliable",
+            channels::UNRELIABLE,
+            tokio_driver,
+        ),
+        (
+            "Tokio driver `SecureSocket`, reliable-ordered",
+            channels::RELIABLE_ORDERED,
+            tokio_driver,
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(label, channel, f)| {
+            h.progress.set_message(format!("allocations: {label}"));
+            let r = f(h, channel);
+            h.progress.inc(1);
+            match r {
+                Ok(r) => AllocResult { label, ..r },
+                Err(e) => AllocResult {
+                    label,
+                    round_trips: 0,
+                    datagrams: 0,
+                    allocations: 0,
+                    bytes: 0,
+                    skipped: Some(format!("failed: {e}")),
+                },
+            }
+        })
+        .collect()
+}
+
+fn dev_server_config() -> BenchResult<(ServerConfig, ServerTrust)> {
+    let dev = DevCertificate::generate(&["localhost", "127.0.0.1"])?;
+    let credentials = Arc::new(ServerCredentials::from_dev_certificate(&dev)?);
+    Ok((
+        ServerConfig::new(credentials),
+        ServerTrust::PinnedSha256(dev.sha256),
+    ))
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+fn game_loop(h: &Harness, channel: ChannelId) -> BenchResult<AllocResult> {
+    let (config, trust) = dev_server_config()?;
+    let mut server = Server::bind(loopback(), loopback(), config)?;
+    let port = server.tcp_addr().port();
+    // The server is serviced by a helper thread while the client connects
+    // (a blocking call), then comes back to this thread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let helper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> std::io::Result<Server> {
+            while !stop.load(Ordering::Relaxed) {
+                server.service()?;
+            }
+            Ok(server)
+        })
+    };
+    let client = Client::connect("127.0.0.1", port, ClientConfig::with_trust(trust));
+    stop.store(true, Ordering::Relaxed);
+    let mut server = helper
+        .join()
+        .map_err(|_| fail("server thread panicked"))??;
+    let mut client = client?;
+    let payload = [7u8; PING_BYTES];
+    let (mut server_buf, mut client_buf) = (Vec::new(), Vec::new());
+    let mut round_trip = |client: &mut Client, server: &mut Server| -> BenchResult<()> {
+        client
+            .send_now(channel, &payload)
+            .map_err(|e| fail(e.to_string()))?;
+        let t = Instant::now();
+        loop {
+            server.service()?;
+            while server.poll_event().is_some() {}
+            while let Some((peer, ch)) = server.recv_into(&mut server_buf) {
+                server
+                    .send(peer, ch, &server_buf)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+            server.service()?;
+            client.service()?;
+            if client.recv_into(&mut client_buf).is_some() {
+                return Ok(());
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                return Err(fail("no echo"));
+            }
+        }
+    };
+    for _ in 0..h.warmup.max(100) {
+        round_trip(&mut client, &mut server)?;
+    }
+    let before = client.stats();
+    let mut result = Ok(());
+    let info = allocation_counter::measure(|| {
+        for _ in 0..h.rounds {
+            if let Err(e) = round_trip(&mut client, &mut server) {
+                result = Err(e);
+                return;
+            }
+        }
+    });
+    result?;
+    let after = client.stats();
+    Ok(AllocResult {
+        label: "",
+        round_trips: h.rounds as u64,
+        // Every datagram is sent by one end and received by the other.
+        datagrams: (after.packets_sent + after.packets_received)
+            - (before.packets_sent + before.packets_received),
+        allocations: info.count_total,
+        bytes: info.bytes_total,
+        skipped: None,
+    })
+}
+
+fn tokio_driver(h: &Harness, channel: ChannelId) -> BenchResult<AllocResult> {
+    let (config, trust) = dev_server_config()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (server, client) = rt.block_on(async {
+        let server = SecureSocket::bind_server_with(loopback(), loopback(), config).await?;
+        let tcp = server
+            .local_tcp_addr()
+            .ok_or_else(|| fail("no TCP address"))?;
+        let echo = server.clone();
+        tokio::spawn(async move {
+            while let Ok(events) = echo.poll().await {
+                for event in events {
+                    if let SecureEvent::Data(peer, channel, data) = event {
+                        let _ = echo.send(peer, channel, data).await;
+                    }
+                }
+            }
+        });
+        let client = SecureSocket::connect_with(tcp, ClientConfig::with_trust(trust)).await?;
+        BenchResult::Ok((server, client))
+    })?;
+    const SERVER_PEER: fastnet::net::PeerId = 1;
+    let payload = [7u8; PING_BYTES];
+    let round_trips = |n: usize| -> BenchResult<()> {
+        rt.block_on(async {
+            for _ in 0..n {
+                client.send(SERVER_PEER, channel, payload).await?;
+                loop {
+                    let events = tokio::time::timeout(Duration::from_secs(5), client.poll())
+                        .await
+                        .map_err(|_| fail("no echo"))??;
+                    if events.iter().any(|e| matches!(e, SecureEvent::Data(..))) {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    round_trips(h.warmup.max(100))?;
+    let before = client
+        .peer_stats(SERVER_PEER)
+        .ok_or_else(|| fail("no server peer"))?;
+    let mut result = Ok(());
+    let info = allocation_counter::measure(|| result = round_trips(h.rounds));
+    result?;
+    let after = client
+        .peer_stats(SERVER_PEER)
+        .ok_or_else(|| fail("no server peer"))?;
+    drop((client, server));
+    Ok(AllocResult {
+        label: "",
+        round_trips: h.rounds as u64,
+        datagrams: (after.packets_sent + after.packets_received)
+            - (before.packets_sent + before.packets_received),
+        allocations: info.count_total,
+        bytes: info.bytes_total,
+        skipped: None,
+    })
+}

@@ -1,0 +1,776 @@
+//! 64-byte ping-pong round trips, one message in flight, client here and
+//! server in a child process: raw UDP in three I/O modes, FastNet through the
+//! game-loop driver (busy-poll and `service_for`), the Tokio driver and the C
+//! ABI, quinn and ENet. Per row: latency percentiles, client CPU time per round
+//! trip, UDP datagrams per round trip (kernel counters, and FastNet's own).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use fastnet::net::{Client, ClientConfig, SecureEvent, SecureSocket, SocketConfig};
+use fastnet::session::ServerTrust;
+use fastnet::{channels, ChannelId, ConnectionStats};
+
+use crate::server::{raw_udp_socket, Mode, ServerKind, ServerProcess};
+use crate::stats::{median, Summary};
+use crate::sys::{process_cpu_time, UdpCounters};
+use crate::{fail, BenchResult, Harness};
+
+/// Message size of every latency row.
+pub const PING_BYTES: usize = 64;
+/// How long one round trip may take before the row fails.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// An ENet unreliable ping without an answer after this long is sent again.
+#[cfg(has_enet)]
+const ENET_RESEND_AFTER: Duration = Duration::from_millis(100);
+/// What `service_for` is given in the blocking-ish rows (the README's value).
+pub const SERVICE_FOR_WAIT: Duration = Duration::from_millis(1);
+
+/// How a row's client (and server) wait for datagrams; ratios compare rows
+/// with raw UDP in the same mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// The thread sleeps in the kernel until a datagram comes.
+    Blocking,
+    /// The thread spins on non-blocking receives.
+    BusyPoll,
+    /// A tokio current-thread runtime waits on epoll.
+    Tokio,
+}
+
+impl IoMode {
+    /// The raw UDP row of the same mode.
+    pub fn baseline(self) -> &'static str {
+        match self {
+            IoMode::Blocking => "udp-block",
+            IoMode::BusyPoll => "udp-spin",
+            IoMode::Tokio => "udp-tokio",
+        }
+    }
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Blocking => "blocking",
+            IoMode::BusyPoll => "busy-poll",
+            IoMode::Tokio => "tokio",
+        }
+    }
+}
+
+/// The client side of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// std socket, blocking `recv`.
+    UdpBlock,
+    /// std socket, non-blocking `recv` spin.
+    UdpSpin,
+    /// tokio socket, current-thread runtime.
+    UdpTokio,
+    /// std socket, non-blocking, receiving until `EAGAIN` like `service()`.
+    UdpSpinDrain,
+    /// `fastnet::net::Client`, `service()` spin.
+    FastnetSpin,
+    /// `fastnet::net::Client`, `service_for(1 ms)`.
+    FastnetBlock,
+    /// `fastnet::net::SecureSocket`, current-thread runtime.
+    FastnetTokio,
+    /// The C ABI (`fastnet-capi`).
+    FastnetCapi,
+    /// quinn datagrams, current-thread runtime.
+    Quinn,
+    /// ENet, `enet_host_service(.., 0)` spin.
+    Enet,
+}
+
+/// One line of the latency table.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    /// Stable identifier (chart file names, baselines).
+    pub id: &'static str,
+    /// What it is and how it is driven.
+    pub label: &'static str,
+    /// The server process.
+    pub server: ServerKind,
+    /// The client here.
+    pub client: ClientKind,
+    /// I/O mode, for the ratio to raw UDP.
+    pub mode: IoMode,
+    /// Reliable delivery (FastNet reliable-ordered, ENet reliable).
+    pub reliable: bool,
+    /// `SocketConfig::low_latency()` on both sides.
+    pub low_latency: bool,
+    /// Datagrams are encrypted.
+    pub encrypted: bool,
+    /// The client checks the server's identity.
+    pub identity: bool,
+    /// A FastNet row (targets apply).
+    pub fastnet: bool,
+}
+
+const fn row(
+    id: &'static str,
+    label: &'static str,
+    server: ServerKind,
+    client: ClientKind,
+    mode: IoMode,
+) -> Row {
+    Row {
+        id,
+        label,
+        server,
+        client,
+        mode,
+        reliable: false,
+        low_latency: false,
+        encrypted: false,
+        identity: false,
+        fastnet: false,
+    }
+}
+
+const fn fastnet(mut r: Row, reliable: bool, low_latency: bool) -> Row {
+    r.reliable = reliable;
+    r.low_latency = low_latency;
+    r.encrypted = true;
+    r.identity = true;
+    r.fastnet = true;
+    r
+}
+
+/// Every latency row, in report order.
+pub const ROWS: &[Row] = &[
+    row(
+        "udp-block",
+        "raw UDP, blocking `recv`",
+        ServerKind::UdpBlock,
+        ClientKind::UdpBlock,
+        IoMode::Blocking,
+    ),
+    row(
+        "udp-spin",
+        "raw UDP, busy-poll non-blocking `recv`",
+        ServerKind::UdpSpin,
+        ClientKind::UdpSpin,
+        IoMode::BusyPoll,
+    ),
+    row(
+        "udp-spin-drain",
+        "raw UDP, busy-poll with the system calls of `service()` (receive until `EAGAIN`; server: one more empty receive before answering); diagnostic",
+        ServerKind::UdpSpinDrain,
+        ClientKind::UdpSpinDrain,
+        IoMode::BusyPoll,
+    ),
+    row(
+        "udp-tokio",
+        "raw UDP through tokio (current_thread)",
+        ServerKind::UdpTokio,
+        ClientKind::UdpTokio,
+        IoMode::Tokio,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-spin",
+            "FastNet unreliable, game loop, `service()` spin",
+            ServerKind::FastnetSpin,
+            ClientKind::FastnetSpin,
+            IoMode::BusyPoll,
+        ),
+        false,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-rel-spin",
+            "FastNet reliable-ordered, game loop, `service()` spin",
+            ServerKind::FastnetSpin,
+            ClientKind::FastnetSpin,
+            IoMode::BusyPoll,
+        ),
+        true,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-spin-ll",
+            "FastNet unreliable, `service()` spin, `SocketConfig::low_latency()`",
+            ServerKind::FastnetSpin,
+            ClientKind::FastnetSpin,
+            IoMode::BusyPoll,
+        ),
+        false,
+        true,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-block",
+            "FastNet unreliable, game loop, `service_for(1 ms)`",
+            ServerKind::FastnetBlock,
+            ClientKind::FastnetBlock,
+            IoMode::Blocking,
+        ),
+        false,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-rel-block",
+            "FastNet reliable-ordered, game loop, `service_for(1 ms)`",
+            ServerKind::FastnetBlock,
+            ClientKind::FastnetBlock,
+            IoMode::Blocking,
+        ),
+        true,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-block-ll",
+            "FastNet unreliable, `service_for(1 ms)`, `SocketConfig::low_latency()`",
+            ServerKind::FastnetBlock,
+            ClientKind::FastnetBlock,
+            IoMode::Blocking,
+        ),
+        false,
+        true,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-tokio",
+            "FastNet unreliable, Tokio driver `SecureSocket` (current_thread)",
+            ServerKind::FastnetTokio,
+            ClientKind::FastnetTokio,
+            IoMode::Tokio,
+        ),
+        false,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-rel-tokio",
+            "FastNet reliable-ordered, Tokio driver `SecureSocket` (current_thread)",
+            ServerKind::FastnetTokio,
+            ClientKind::FastnetTokio,
+            IoMode::Tokio,
+        ),
+        true,
+        false,
+    ),
+    fastnet(
+        row(
+            "fastnet-unrel-capi",
+            "FastNet unreliable, C ABI client (`fastnet_client_send`, `fastnet_client_poll` spin)",
+            ServerKind::FastnetSpin,
+            ClientKind::FastnetCapi,
+            IoMode::BusyPoll,
+        ),
+        false,
+        false,
+    ),
+    Row {
+        encrypted: true,
+        identity: true,
+        ..row(
+            "quinn",
+            "quinn 0.11, QUIC datagrams, tokio (current_thread)",
+            ServerKind::Quinn,
+            ClientKind::Quinn,
+            IoMode::Tokio,
+        )
+    },
+    row(
+        "enet-unrel",
+        "ENet 1.3, unreliable, `enet_host_service(.., 0)` spin",
+        ServerKind::Enet,
+        ClientKind::Enet,
+        IoMode::BusyPoll,
+    ),
+    Row {
+        reliable: true,
+        ..row(
+            "enet-rel",
+            "ENet 1.3, reliable, same loop",
+            ServerKind::Enet,
+            ClientKind::Enet,
+            IoMode::BusyPoll,
+        )
+    },
+];
+
+impl Row {
+    /// Why the row cannot run in this build, if it cannot.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self.client {
+            ClientKind::Enet if !crate::HAS_ENET => {
+                Some("not available: libenet-dev not installed at build time")
+            }
+            _ => None,
+        }
+    }
+
+    fn channel(&self) -> ChannelId {
+        if self.reliable {
+            channels::RELIABLE_ORDERED
+        } else {
+            channels::UNRELIABLE
+        }
+    }
+}
+
+/// One run of one row.
+#[derive(Clone, Debug, Default)]
+pub struct RunOutcome {
+    /// Round-trip times in nanoseconds.
+    pub samples: Vec<u64>,
+    /// Client process CPU time over the measured round trips.
+    pub cpu: Duration,
+    /// UDP datagrams sent on this machine over the measured round trips.
+    pub kernel_datagrams: u64,
+    /// Datagrams the FastNet client sent and received (its own statistics).
+    pub stats_datagrams: Option<u64>,
+    /// Time to connect, where there is a connection.
+    pub connect: Option<Duration>,
+    /// Pings lost and sent again (ENet unreliable; not in the samples).
+    pub lost: u64,
+}
+
+/// Everything measured for a row over all runs.
+#[derive(Clone, Debug)]
+pub struct RowResult {
+    /// The row.
+    pub row: Row,
+    /// Why it did not run (not available, or the error it failed with).
+    pub skipped: Option<String>,
+    /// Per-run summaries.
+    pub runs: Vec<Summary>,
+    /// Median of the runs' summaries.
+    pub summary: Summary,
+    /// Every sample of every run (for the charts), nanoseconds.
+    pub samples: Vec<u64>,
+    /// Median client CPU microseconds per round trip.
+    pub cpu_us: f64,
+    /// Median UDP datagrams per round trip from the kernel counters.
+    pub kernel_datagrams: f64,
+    /// Median datagrams per round trip from FastNet's statistics.
+    pub stats_datagrams: Option<f64>,
+    /// Median connect time, milliseconds.
+    pub connect_ms: Option<f64>,
+    /// Pings lost and resent, all runs.
+    pub lost: u64,
+    rounds: usize,
+    outcomes: Vec<RunOutcome>,
+}
+
+impl RowResult {
+    fn new(row: Row) -> Self {
+        Self {
+            row,
+            skipped: row.unavailable().map(str::to_string),
+            runs: Vec::new(),
+            summary: Summary::default(),
+            samples: Vec::new(),
+            cpu_us: 0.0,
+            kernel_datagrams: 0.0,
+            stats_datagrams: None,
+            connect_ms: None,
+            lost: 0,
+            rounds: 0,
+            outcomes: Vec::new(),
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.outcomes.is_empty() {
+            return;
+        }
+        let n = self.rounds.max(1) as f64;
+        self.runs = self
+            .outcomes
+            .iter()
+            .map(|o| Summary::of_nanos(&o.samples))
+            .collect();
+        self.summary = Summary::median_of(&self.runs);
+        self.samples = self
+            .outcomes
+            .iter()
+            .flat_map(|o| o.samples.iter().copied())
+            .collect();
+        self.cpu_us = median(
+            self.outcomes
+                .iter()
+                .map(|o| o.cpu.as_secs_f64() * 1e6 / n)
+                .collect(),
+        );
+        self.kernel_datagrams = median(
+            self.outcomes
+                .iter()
+                .map(|o| o.kernel_datagrams as f64 / n)
+                .collect(),
+        );
+        let stats: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.stats_datagrams)
+            .map(|d| d as f64 / n)
+            .collect();
+        self.stats_datagrams = (!stats.is_empty()).then(|| median(stats));
+        let connects: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.connect)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        self.connect_ms = (!connects.is_empty()).then(|| median(connects));
+        self.lost = self.outcomes.iter().map(|o| o.lost).sum();
+    }
+}
+
+/// Measures `rows`, `h.runs` times each, interleaved (run 1 of every row, then
+/// run 2...), so slow drifts of the shared machine hit every row alike. A row
+/// that fails is reported with its error; the others go on.
+pub fn measure(h: &Harness, rows: &[Row]) -> Vec<RowResult> {
+    let mut results: Vec<RowResult> = rows.iter().map(|r| RowResult::new(*r)).collect();
+    for run in 0..h.runs {
+        for result in results.iter_mut() {
+            if result.skipped.is_some() {
+                continue;
+            }
+            h.progress.set_message(format!(
+                "latency: {} (run {}/{})",
+                result.row.id,
+                run + 1,
+                h.runs
+            ));
+            match measure_once(h, &result.row) {
+                Ok(outcome) => {
+                    result.rounds = h.rounds;
+                    result.outcomes.push(outcome);
+                }
+                Err(e) => result.skipped = Some(format!("failed: {e}")),
+            }
+            h.progress.inc(1);
+        }
+    }
+    for r in results.iter_mut() {
+        r.finish();
+    }
+    results
+}
+
+/// One run of one row: starts its server, connects, warms up, measures.
+pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
+    let extra: &[&str] = if row.low_latency {
+        &["low-latency"]
+    } else {
+        &[]
+    };
+    let server = ServerProcess::spawn(&h.exe, row.server, Mode::Echo, extra)?;
+    match row.client {
+        ClientKind::UdpBlock | ClientKind::UdpSpin => {
+            udp_client(h, &server, row.client == ClientKind::UdpSpin)
+        }
+        ClientKind::UdpTokio => udp_tokio_client(h, &server),
+        ClientKind::UdpSpinDrain => udp_drain_client(h, &server),
+        ClientKind::FastnetSpin | ClientKind::FastnetBlock => game_loop_client(h, &server, row),
+        ClientKind::FastnetTokio => tokio_driver_client(h, &server, row),
+        ClientKind::FastnetCapi => crate::capi_client::run(h, &server),
+        ClientKind::Quinn => quinn_client(h, &server),
+        ClientKind::Enet => enet_client(h, &server, row.reliable),
+    }
+}
+
+/// The warm-up and measurement loop shared by all clients: `$ping` is an
+/// expression (with `.await` inside for async clients) giving one round trip's
+/// `BenchResult<Duration>`; `$stats` gives datagram statistics, if any.
+macro_rules! ping_loop {
+    ($h:expr, $ping:expr, $stats:expr) => {{
+        let h: &Harness = $h;
+        for _ in 0..h.warmup {
+            $ping?;
+        }
+        let stats_before: Option<ConnectionStats> = $stats;
+        let kernel_before = UdpCounters::now();
+        let cpu_before = process_cpu_time();
+        let mut samples = Vec::with_capacity(h.rounds);
+        for _ in 0..h.rounds {
+            let rtt: Duration = $ping?;
+            samples.push(rtt.as_nanos() as u64);
+        }
+        let cpu = process_cpu_time().saturating_sub(cpu_before);
+        let kernel_datagrams = UdpCounters::now().sent_since(&kernel_before);
+        let stats_after: Option<ConnectionStats> = $stats;
+        let stats_datagrams = match (stats_before, stats_after) {
+            (Some(a), Some(b)) => Some(
+                (b.packets_sent + b.packets_received)
+                    .saturating_sub(a.packets_sent + a.packets_received),
+            ),
+            _ => None,
+        };
+        RunOutcome {
+            samples,
+            cpu,
+            kernel_datagrams,
+            stats_datagrams,
+            connect: None,
+            lost: 0,
+        }
+    }};
+}
+
+/// The measurement loop for a synchronous client (used by the C ABI row).
+pub fn sync_ping_loop(
+    h: &Harness,
+    mut ping: impl FnMut() -> BenchResult<Duration>,
+    stats: impl Fn() -> Option<ConnectionStats>,
+) -> BenchResult<RunOutcome> {
+    Ok(ping_loop!(h, ping(), stats()))
+}
+
+fn server_addr(server: &ServerProcess, key: &str) -> BenchResult<SocketAddr> {
+    Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port(key)?)))
+}
+
+fn udp_client(h: &Harness, server: &ServerProcess, spin: bool) -> BenchResult<RunOutcome> {
+    let socket = raw_udp_socket(!spin)?;
+    socket.connect(server_addr(server, "udp")?)?;
+    if !spin {
+        socket.set_read_timeout(Some(PING_TIMEOUT))?;
+    }
+    let payload = [7u8; PING_BYTES];
+    let mut buf = [0u8; 2048];
+    let mut ping = || -> BenchResult<Duration> {
+        let t = Instant::now();
+        socket.send(&payload)?;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) if n == PING_BYTES => return Ok(t.elapsed()),
+                Ok(_) => return Err(fail("echo of the wrong size")),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && spin => {
+                    if t.elapsed() > PING_TIMEOUT {
+                        return Err(fail("no echo"));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(ping_loop!(h, ping(), None))
+}
+
+fn udp_drain_client(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
+    let socket = raw_udp_socket(false)?;
+    socket.connect(server_addr(server, "udp")?)?;
+    let payload = [7u8; PING_BYTES];
+    let mut buf = [0u8; 2048];
+    let mut ping = || -> BenchResult<Duration> {
+        let t = Instant::now();
+        socket.send(&payload)?;
+        let mut got = false;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(_) => got = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if got {
+                        return Ok(t.elapsed());
+                    }
+                    if t.elapsed() > PING_TIMEOUT {
+                        return Err(fail("no echo"));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(ping_loop!(h, ping(), None))
+}
+
+fn current_thread() -> BenchResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn udp_tokio_client(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
+    let addr = server_addr(server, "udp")?;
+    current_thread()?.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std(raw_udp_socket(false)?)?;
+        socket.connect(addr).await?;
+        let payload = [7u8; PING_BYTES];
+        let mut buf = [0u8; 2048];
+        let ping = async |buf: &mut [u8]| -> BenchResult<Duration> {
+            let t = Instant::now();
+            socket.send(&payload).await?;
+            let n = tokio::time::timeout(PING_TIMEOUT, socket.recv(buf))
+                .await
+                .map_err(|_| fail("no echo"))??;
+            if n != PING_BYTES {
+                return Err(fail("echo of the wrong size"));
+            }
+            Ok(t.elapsed())
+        };
+        Ok(ping_loop!(h, ping(&mut buf).await, None))
+    })
+}
+
+/// The client configuration of a FastNet row: the server's certificate pinned.
+pub fn fastnet_client_config(
+    server: &ServerProcess,
+    low_latency: bool,
+) -> BenchResult<ClientConfig> {
+    let trust = ServerTrust::pinned_sha256_hex(server.field("pin")?)?;
+    let mut config = ClientConfig::with_trust(trust);
+    if low_latency {
+        config.socket = SocketConfig::low_latency();
+    }
+    Ok(config)
+}
+
+/// One round trip through the game-loop client.
+pub fn game_loop_ping(
+    client: &mut Client,
+    channel: ChannelId,
+    payload: &[u8],
+    buf: &mut Vec<u8>,
+    block: bool,
+) -> BenchResult<Duration> {
+    let t = Instant::now();
+    client
+        .send_now(channel, payload)
+        .map_err(|e| fail(e.to_string()))?;
+    loop {
+        if block {
+            client.service_for(SERVICE_FOR_WAIT)?;
+        } else {
+            client.service()?;
+        }
+        if client.recv_into(buf).is_some() {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > PING_TIMEOUT {
+            return Err(fail("no echo"));
+        }
+    }
+}
+
+fn game_loop_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult<RunOutcome> {
+    let config = fastnet_client_config(server, row.low_latency)?;
+    let t = Instant::now();
+    let mut client = Client::connect("127.0.0.1", server.port("tcp")?, config)?;
+    let connect = t.elapsed();
+    let block = row.client == ClientKind::FastnetBlock;
+    let payload = [7u8; PING_BYTES];
+    let mut buf = Vec::with_capacity(PING_BYTES);
+    let channel = row.channel();
+    let mut outcome = ping_loop!(
+        h,
+        game_loop_ping(&mut client, channel, &payload, &mut buf, block),
+        Some(client.stats())
+    );
+    outcome.connect = Some(connect);
+    client.disconnect(0);
+    Ok(outcome)
+}
+
+/// Connects the Tokio driver's client to a server process.
+pub async fn tokio_driver_connect(
+    server: &ServerProcess,
+    low_latency: bool,
+) -> BenchResult<SecureSocket> {
+    let config = fastnet_client_config(server, low_latency)?;
+    Ok(SecureSocket::connect_with(server_addr(server, "tcp")?, config).await?)
+}
+
+fn tokio_driver_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult<RunOutcome> {
+    current_thread()?.block_on(async {
+        let t = Instant::now();
+        let socket = tokio_driver_connect(server, row.low_latency).await?;
+        let connect = t.elapsed();
+        const SERVER_PEER: fastnet::net::PeerId = 1;
+        let channel = row.channel();
+        let payload = [7u8; PING_BYTES];
+        let ping = async || -> BenchResult<Duration> {
+            let t = Instant::now();
+            socket.send(SERVER_PEER, channel, payload).await?;
+            loop {
+                let events = tokio::time::timeout(PING_TIMEOUT, socket.poll())
+                    .await
+                    .map_err(|_| fail("no echo"))??;
+                if events.iter().any(|e| matches!(e, SecureEvent::Data(..))) {
+                    return Ok(t.elapsed());
+                }
+            }
+        };
+        let mut outcome = ping_loop!(h, ping().await, socket.peer_stats(SERVER_PEER));
+        outcome.connect = Some(connect);
+        socket.disconnect(SERVER_PEER, 0);
+        Ok(outcome)
+    })
+}
+
+fn quinn_client(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
+    let port = server.port("udp")?;
+    current_thread()?.block_on(async {
+        let endpoint = crate::quic::client_endpoint(server.field("cert")?)?;
+        let (conn, connect) = crate::quic::connect(&endpoint, port).await?;
+        let payload = bytes::Bytes::from_static(&[7u8; PING_BYTES]);
+        let mut outcome = ping_loop!(h, crate::quic::ping(&conn, &payload).await, None);
+        outcome.connect = Some(connect);
+        conn.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+        Ok(outcome)
+    })
+}
+
+#[cfg(has_enet)]
+fn enet_client(h: &Harness, server: &ServerProcess, reliable: bool) -> BenchResult<RunOutcome> {
+    use crate::enet::{Event, Host, FLAG_RELIABLE};
+    let mut host = Host::client()?;
+    let t = Instant::now();
+    let peer = host.connect(Ipv4Addr::LOCALHOST, server.port("udp")?)?;
+    let mut buf = Vec::with_capacity(PING_BYTES);
+    loop {
+        if let Event::Connect(_) = host.service(&mut buf, 0)? {
+            break;
+        }
+        if t.elapsed() > PING_TIMEOUT {
+            return Err(fail("ENet: no connection"));
+        }
+    }
+    let connect = t.elapsed();
+    let flags = if reliable { FLAG_RELIABLE } else { 0 };
+    let payload = [7u8; PING_BYTES];
+    let mut lost = 0u64;
+    let mut ping = || -> BenchResult<Duration> {
+        let mut t = Instant::now();
+        let started = t;
+        host.send(peer, &payload, flags)?;
+        loop {
+            if let Event::Receive { len, .. } = host.service(&mut buf, 0)? {
+                if len != PING_BYTES {
+                    return Err(fail("ENet: echo of the wrong size"));
+                }
+                return Ok(t.elapsed());
+            }
+            // ENet's packet throttle drops unreliable packets when the RTT
+            // varies: count the loss, time the resent ping.
+            if !reliable && t.elapsed() > ENET_RESEND_AFTER {
+                lost += 1;
+                t = Instant::now();
+                host.send(peer, &payload, flags)?;
+            }
+            if started.elapsed() > PING_TIMEOUT {
+                return Err(fail("ENet: no echo"));
+            }
+        }
+    };
+    let mut outcome = ping_loop!(h, ping(), None);
+    outcome.connect = Some(connect);
+    outcome.lost = lost;
+    host.disconnect_now(peer);
+    Ok(outcome)
+}
+
+#[cfg(not(has_enet))]
+fn enet_client(_: &Harness, _: &ServerProcess, _: bool) -> BenchResult<RunOutcome> {
+    Err(fail("ENet not available"))
+}

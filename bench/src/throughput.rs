@@ -1,0 +1,276 @@
+//! One-way throughput on loopback: the client sends as fast as it can, the
+//! server process counts what arrives (messages per second between its first
+//! and last arrival). Raw UDP against FastNet unreliable for 64 B and 1200 B
+//! messages, and FastNet reliable-ordered with 1 MiB messages (acknowledged by
+//! a one-byte answer each).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use fastnet::net::Client;
+use fastnet::{channels, SendError};
+
+use crate::rtt::fastnet_client_config;
+use crate::server::{raw_udp_socket, Mode, ServerKind, ServerProcess};
+use crate::sys::{process_cpu_time, UdpCounters};
+use crate::{fail, BenchResult, Harness};
+
+/// Size of the reliable bulk messages.
+pub const BIG_MESSAGE_BYTES: usize = 1 << 20;
+/// How long the receiver is given to drain its socket after the last send.
+const DRAIN: Duration = Duration::from_millis(300);
+
+/// How a throughput row sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// std UDP socket, one `send` per message.
+    RawUdp,
+    /// FastNet unreliable, `send_now` per message (transmits at once, unless
+    /// the in-flight limit holds it back), `service()` per 32 messages (reads
+    /// acknowledgements).
+    FastnetEach,
+    /// FastNet unreliable, `send` then one `service()` per 32 messages: small
+    /// messages share datagrams.
+    FastnetBatched,
+    /// FastNet reliable-ordered 1 MiB messages.
+    FastnetBig,
+}
+
+/// One throughput measurement.
+#[derive(Clone, Debug)]
+pub struct ThroughputResult {
+    /// What was measured.
+    pub label: String,
+    /// How it was sent.
+    pub sender: Sender,
+    /// Message size.
+    pub message_bytes: usize,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Received messages per second.
+    pub messages_per_sec: f64,
+    /// Received payload megabytes (10^6) per second.
+    pub mb_per_sec: f64,
+    /// UDP datagrams the sender sent per message.
+    pub datagrams_per_message: f64,
+    /// UDP datagrams that came back per message (acknowledgements).
+    pub acks_per_message: f64,
+    /// Sender CPU microseconds per message.
+    pub cpu_us_per_message: f64,
+    /// Why it did not run, if it did not.
+    pub skipped: Option<String>,
+}
+
+/// The cases, in report order.
+const CASES: [(Sender, usize); 6] = [
+    (Sender::RawUdp, 64),
+    (Sender::FastnetEach, 64),
+    (Sender::FastnetBatched, 64),
+    (Sender::RawUdp, 1200),
+    (Sender::FastnetEach, 1200),
+    (Sender::FastnetBig, BIG_MESSAGE_BYTES),
+];
+
+/// Number of throughput rows (for progress).
+pub const CASE_COUNT: usize = CASES.len();
+
+fn label(sender: Sender, size: usize) -> String {
+    match sender {
+        Sender::RawUdp => format!("raw UDP, {size} B"),
+        Sender::FastnetEach => {
+            format!("FastNet unreliable, {size} B, `send_now` each, `service()` per 32")
+        }
+        Sender::FastnetBatched => {
+            format!("FastNet unreliable, {size} B, `send` + `service()` per 32")
+        }
+        Sender::FastnetBig => "FastNet reliable-ordered, 1 MiB messages".to_string(),
+    }
+}
+
+/// Every throughput row, `h.runs` times interleaved; each row reports its run
+/// with the median rate.
+pub fn measure(h: &Harness) -> Vec<ThroughputResult> {
+    let mut runs: Vec<Vec<ThroughputResult>> = vec![Vec::new(); CASES.len()];
+    for run in 0..h.runs {
+        for (i, &(sender, size)) in CASES.iter().enumerate() {
+            let label = label(sender, size);
+            h.progress
+                .set_message(format!("throughput: {label} (run {}/{})", run + 1, h.runs));
+            let result = measure_one(h, sender, size).unwrap_or_else(|e| ThroughputResult {
+                label: String::new(),
+                sender,
+                message_bytes: size,
+                sent: 0,
+                received: 0,
+                messages_per_sec: 0.0,
+                mb_per_sec: 0.0,
+                datagrams_per_message: 0.0,
+                acks_per_message: 0.0,
+                cpu_us_per_message: 0.0,
+                skipped: Some(format!("failed: {e}")),
+            });
+            runs[i].push(ThroughputResult { label, ..result });
+            h.progress.inc(1);
+        }
+    }
+    runs.into_iter()
+        .map(|mut r| {
+            r.sort_by(|a, b| a.messages_per_sec.total_cmp(&b.messages_per_sec));
+            let ok: Vec<ThroughputResult> =
+                r.iter().filter(|x| x.skipped.is_none()).cloned().collect();
+            if ok.is_empty() {
+                r.swap_remove(0)
+            } else {
+                ok[ok.len() / 2].clone()
+            }
+        })
+        .collect()
+}
+
+/// Messages sent for a case.
+fn message_count(h: &Harness, sender: Sender, size: usize) -> usize {
+    match sender {
+        Sender::FastnetBig => h.big_messages,
+        _ if size > 256 => (h.throughput_messages / 4).max(1),
+        _ => h.throughput_messages,
+    }
+}
+
+/// One throughput row.
+pub fn measure_one(h: &Harness, sender: Sender, size: usize) -> BenchResult<ThroughputResult> {
+    let count = message_count(h, sender, size);
+    let (kind, mode) = match sender {
+        Sender::RawUdp => (ServerKind::UdpSpin, Mode::Sink),
+        Sender::FastnetBig => (ServerKind::FastnetSpin, Mode::Ack),
+        _ => (ServerKind::FastnetSpin, Mode::Sink),
+    };
+    let mut server = ServerProcess::spawn(&h.exe, kind, mode, &[])?;
+    let payload = vec![0x5Au8; size];
+    let mut client = match sender {
+        Sender::RawUdp => None,
+        _ => Some(Client::connect(
+            "127.0.0.1",
+            server.port("tcp")?,
+            fastnet_client_config(&server, false)?,
+        )?),
+    };
+    let udp = match sender {
+        Sender::RawUdp => {
+            let s = raw_udp_socket(true)?;
+            s.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port("udp")?)))?;
+            Some(s)
+        }
+        _ => None,
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    server.report()?; // reset the counters
+    let kernel_before = UdpCounters::now();
+    let stats_before = client.as_ref().map(Client::stats);
+    let cpu_before = process_cpu_time();
+    let started = Instant::now();
+    let mut elapsed = None;
+    match (sender, &mut client, &udp) {
+        (Sender::RawUdp, _, Some(socket)) => {
+            for _ in 0..count {
+                socket.send(&payload)?;
+            }
+        }
+        (Sender::FastnetEach | Sender::FastnetBatched, Some(client), _) => {
+            for i in 0..count {
+                loop {
+                    let r = if sender == Sender::FastnetEach {
+                        client.send_now(channels::UNRELIABLE, &payload)
+                    } else {
+                        client.send(channels::UNRELIABLE, &payload)
+                    };
+                    match r {
+                        Ok(()) => break,
+                        Err(SendError::WouldBlock) => client.service()?,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if (i + 1) % 32 == 0 {
+                    client.service()?;
+                }
+            }
+            client.service()?;
+        }
+        (Sender::FastnetBig, Some(client), _) => {
+            let (mut sent, mut acks) = (0usize, 0usize);
+            let mut buf = Vec::new();
+            let deadline = started + Duration::from_secs(120);
+            while acks < count {
+                if sent < count {
+                    match client.send(channels::RELIABLE_ORDERED, &payload) {
+                        Ok(()) => sent += 1,
+                        Err(SendError::WouldBlock) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                client.service()?;
+                while client.recv_into(&mut buf).is_some() {
+                    acks += 1;
+                }
+                if Instant::now() > deadline {
+                    return Err(fail(format!(
+                        "1 MiB messages: {acks}/{count} acknowledged after 120 s"
+                    )));
+                }
+            }
+            elapsed = Some(started.elapsed());
+        }
+        _ => unreachable!("every sender has its client"),
+    }
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    // Raw UDP: what the kernel saw during the send loop (the sink answers nothing).
+    let kernel_datagrams = UdpCounters::now().sent_since(&kernel_before);
+    // Let the receiver drain; keep the FastNet client serviced meanwhile.
+    let drain_end = Instant::now() + DRAIN;
+    while Instant::now() < drain_end {
+        match &mut client {
+            Some(c) => {
+                c.service()?;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    // FastNet: its own counts, including what the client still had queued
+    // when its send loop ended.
+    let (datagrams, acks) = match (&client, stats_before) {
+        (Some(c), Some(before)) => {
+            let after = c.stats();
+            (
+                after.packets_sent - before.packets_sent,
+                after.packets_received - before.packets_received,
+            )
+        }
+        _ => (kernel_datagrams, 0),
+    };
+    let received = server.report()?;
+    let (messages, span) = match elapsed {
+        Some(e) => (received.messages, e),
+        None => (received.messages, received.span),
+    };
+    let secs = span.as_secs_f64().max(1e-9);
+    let n = count.max(1) as f64;
+    let result = ThroughputResult {
+        label: String::new(),
+        sender,
+        message_bytes: size,
+        sent: count as u64,
+        received: messages,
+        messages_per_sec: messages as f64 / secs,
+        mb_per_sec: (messages as f64 * size as f64) / secs / 1e6,
+        datagrams_per_message: datagrams as f64 / n,
+        acks_per_message: acks as f64 / n,
+        cpu_us_per_message: cpu.as_secs_f64() * 1e6 / n,
+        skipped: None,
+    };
+    if let Some(mut c) = client {
+        c.disconnect(0);
+    }
+    Ok(result)
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# FastNet's benchmarks (issue #11): latency, throughput, handshake, AEAD,
+# allocations and memory against raw UDP, ENet and quinn, on loopback.
+#
+#   ./ci/bench.sh                 # everything: writes BENCHMARKS.md and bench/charts/*.svg
+#   ./ci/bench.sh rtt crypto      # some sections (report under target/fastnet-bench/)
+#   ./ci/bench.sh all --quick     # CI smoke: few samples (report under target/fastnet-bench/)
+#
+# Arguments go to `cargo run --release -p fastnet-bench --`; see its --help.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# ENet 1.3 for the ENet rows: Debian's libenet-dev. Without it those rows say
+# "not available" and everything else still runs.
+if [ ! -e /usr/include/enet/enet.h ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "==> installing libenet-dev (ENet 1.3) for the ENet rows"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libenet-dev >/dev/null
+        touch bench/build.rs # let the build script find the library
+    else
+        echo "warning: libenet-dev is not installed and cannot be installed here; ENet rows will be skipped" >&2
+    fi
+fi
+
+[ $# -eq 0 ] && set -- all
+exec cargo run --release -p fastnet-bench -- "$@"
