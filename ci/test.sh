@@ -30,6 +30,9 @@ cargo test -p fastnet --features rustcrypto --lib crypto
 step "C ABI: header, C and C++ examples, misuse, valgrind"
 bash ci/capi-test.sh
 
+step "C ABI under ThreadSanitizer (threads sharing and destroying handles)"
+bash ci/tsan.sh
+
 step "Windows x86_64: mingw cross-build, C/C++ echo under Wine against Linux"
 bash ci/win64.sh
 
