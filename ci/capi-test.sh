@@ -242,7 +242,7 @@ if [ "${CAPI_TEST_VALGRIND:-1}" = 1 ]; then
         --suppressions="$ROOT/capi/tests/valgrind.supp")
     pair "valgrind: C client <-> C server" "$OUT/c_echo_server" "$OUT/c_echo_client --count 20" \
         1 60 "${VALGRIND[@]}"
-    if timeout 300 "${VALGRIND[@]}" "$OUT/misuse" >"$OUT/misuse.valgrind.out" 2>&1; then
+    if FASTNET_MISUSE_THREAD_MS=3000 timeout 300 "${VALGRIND[@]}" "$OUT/misuse" >"$OUT/misuse.valgrind.out" 2>&1; then
         ok "valgrind: misuse: $(grep '^misuse:' "$OUT/misuse.valgrind.out")"
     else
         cat "$OUT/misuse.valgrind.out"

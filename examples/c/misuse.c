@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(_WIN32)
@@ -301,7 +302,10 @@ int main(void) {
     int started1 = start_thread(&t1, &sender);
     int started2 = start_thread(&t2, &poller);
     CHECK(started1 && started2);
-    sleep_ms(150);
+    /* Let both workers run a while before the destroy (longer under valgrind,
+     * which runs one thread at a time: FASTNET_MISUSE_THREAD_MS). */
+    const char *wait_env = getenv("FASTNET_MISUSE_THREAD_MS");
+    sleep_ms(wait_env ? atoi(wait_env) : 150);
     CHECK_CODE(fastnet_client_destroy(fresh), FASTNET_OK);
     if (started1) join_thread(t1);
     if (started2) join_thread(t2);
