@@ -309,7 +309,14 @@ int main(void) {
     CHECK_CODE(fastnet_client_destroy(fresh), FASTNET_OK);
     if (started1) join_thread(t1);
     if (started2) join_thread(t2);
-    CHECK(sender.ok_calls > 0 && poller.ok_calls > 0);
+    if (wait_env) {
+        /* Under valgrind one thread runs at a time and the handle's lock is not
+         * fair: a worker may get no call in before the destroy. What matters
+         * there (memory errors) is checked by valgrind; here, that work happened. */
+        CHECK(sender.ok_calls + poller.ok_calls > 0);
+    } else {
+        CHECK(sender.ok_calls > 0 && poller.ok_calls > 0);
+    }
     CHECK(sender.unexpected == 0 && poller.unexpected == 0);
     CHECK(sender.ended_invalid && poller.ended_invalid);
     CHECK_CODE(fastnet_client_destroy(fresh), FASTNET_ERROR_INVALID_HANDLE);
