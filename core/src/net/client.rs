@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::connection::{Connection, Event};
 use crate::error::{close_code, DisconnectReason, SendError};
 use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, DriverState, ServiceThread};
+use crate::net::service::{lock, wait_for_work, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig};
 use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ClientHandshake, HandshakeError, ServerTrust, SessionParams};
@@ -161,6 +161,10 @@ impl DriverState for State {
             self.events.push_back(ClientEvent::Disconnected(reason));
         }
         Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        self.conn.pending_messages() > 0 || !self.events.is_empty()
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -342,21 +346,10 @@ impl Client {
     /// protocol deadline (whichever comes first), then services again.
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
         self.service()?;
-        if self.service_thread.is_none() {
-            let mut s = lock(&self.state);
-            if s.conn.pending_messages() > 0 || !s.events.is_empty() {
-                // The first pass delivered something: hand it over at once.
-                return Ok(());
-            }
-            let now = Instant::now();
-            let until = s
-                .deadline()
-                .map_or(max_wait, |t| t.saturating_duration_since(now));
-            s.io.wait(until.min(max_wait))?;
-        } else {
-            std::thread::sleep(max_wait.min(Duration::from_millis(1)));
+        if wait_for_work(&self.state, self.service_thread.is_some(), max_wait)? {
+            self.service()?;
         }
-        self.service()
+        Ok(())
     }
 
     /// Starts the background service thread (see the module docs of
@@ -366,8 +359,7 @@ impl Client {
         if self.service_thread.is_some() {
             return Ok(());
         }
-        let socket = lock(&self.state).io.socket().try_clone()?;
-        self.service_thread = Some(ServiceThread::spawn(self.state.clone(), socket)?);
+        self.service_thread = Some(ServiceThread::start(&self.state)?);
         Ok(())
     }
 

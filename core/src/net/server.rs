@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, SendError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
 use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, DriverState, ServiceThread};
+use crate::net::service::{lock, wait_for_work, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
 use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
@@ -346,6 +346,10 @@ impl DriverState for State {
         Ok(())
     }
 
+    fn has_pending(&self) -> bool {
+        self.endpoint.has_pending()
+    }
+
     fn deadline(&self) -> Option<Instant> {
         // TCP activity wakes a waiting server by itself; only timeouts need a timer.
         let handshakes = self
@@ -446,22 +450,10 @@ impl Server {
     /// deadline (whichever comes first), then services again.
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
         self.service()?;
-        if self.service_thread.is_none() {
-            let mut s = lock(&self.state);
-            if s.endpoint.has_pending() {
-                // The first pass delivered something: hand it over at once.
-                return Ok(());
-            }
-            let now = Instant::now();
-            let until = s
-                .deadline()
-                .map_or(max_wait, |t| t.saturating_duration_since(now));
-            // TCP readiness wakes the wait too: handshakes need no timer.
-            s.io.wait(until.min(max_wait))?;
-        } else {
-            std::thread::sleep(max_wait.min(Duration::from_millis(1)));
+        if wait_for_work(&self.state, self.service_thread.is_some(), max_wait)? {
+            self.service()?;
         }
-        self.service()
+        Ok(())
     }
 
     /// Starts the background service thread (see `net::service`).
@@ -469,8 +461,7 @@ impl Server {
         if self.service_thread.is_some() {
             return Ok(());
         }
-        let socket = lock(&self.state).io.socket().try_clone()?;
-        self.service_thread = Some(ServiceThread::spawn(self.state.clone(), socket)?);
+        self.service_thread = Some(ServiceThread::start(&self.state)?);
         Ok(())
     }
 

@@ -33,6 +33,8 @@ pub(crate) trait DriverState: Send + 'static {
     fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()>;
     /// The next instant the driver has work.
     fn deadline(&self) -> Option<Instant>;
+    /// Whether messages or events wait for the application.
+    fn has_pending(&self) -> bool;
 
     /// A datagram the service thread read: through the incoming link
     /// simulation, to the protocol, then everything else that is due.
@@ -58,6 +60,33 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The wait of a driver's `service_for`, after its first service pass: none
+/// when that pass delivered something (hand it over at once), otherwise up to
+/// `max_wait` or the next deadline on the socket's readiness. Returns whether
+/// it waited, so the caller services again. With the service thread running
+/// (it owns the socket's reads) it only yields the processor briefly.
+pub(crate) fn wait_for_work<T: DriverState>(
+    state: &Mutex<T>,
+    threaded: bool,
+    max_wait: Duration,
+) -> io::Result<bool> {
+    if threaded {
+        std::thread::sleep(max_wait.min(Duration::from_millis(1)));
+        return Ok(true);
+    }
+    let mut s = lock(state);
+    if s.has_pending() {
+        return Ok(false);
+    }
+    let now = Instant::now();
+    let until = s
+        .deadline()
+        .map_or(max_wait, |t| t.saturating_duration_since(now));
+    // A server's TCP readiness wakes the wait too: handshakes need no timer.
+    s.io().wait(until.min(max_wait))?;
+    Ok(true)
+}
+
 /// A running service thread; stopped and joined on drop.
 #[derive(Debug)]
 pub(crate) struct ServiceThread {
@@ -66,8 +95,14 @@ pub(crate) struct ServiceThread {
 }
 
 impl ServiceThread {
+    /// Starts servicing a driver's state, reading from a clone of its socket.
+    pub fn start<T: DriverState>(state: &Arc<Mutex<T>>) -> io::Result<Self> {
+        let socket = lock(state).io().socket().try_clone()?;
+        Self::spawn(state.clone(), socket)
+    }
+
     /// Starts servicing `state`, reading from `socket` (a clone of the driver's).
-    pub fn spawn<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
+    fn spawn<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
