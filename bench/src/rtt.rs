@@ -23,8 +23,14 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// An ENet unreliable ping without an answer after this long is sent again.
 #[cfg(has_enet)]
 const ENET_RESEND_AFTER: Duration = Duration::from_millis(100);
-/// What `service_for` is given in the blocking-ish rows (the README's value).
-pub const SERVICE_FOR_WAIT: Duration = Duration::from_millis(1);
+/// What `service_for` is given in the blocking-ish rows: a 60 Hz frame (the
+/// README's value). Data wakes the wait at once; the value matters only when
+/// nothing comes.
+pub const SERVICE_FOR_WAIT: Duration = Duration::from_millis(16);
+/// The short wait of the diagnostic row `fastnet-unrel-block-1ms`.
+pub const SHORT_SERVICE_FOR_WAIT: Duration = Duration::from_millis(1);
+/// `SocketConfig::busy_wait` of the `fastnet-unrel-busywait` row.
+pub const BUSY_WAIT: Duration = Duration::from_micros(50);
 
 /// How a row's client (and server) wait for datagrams; ratios compare rows
 /// with raw UDP in the same mode.
@@ -71,7 +77,7 @@ pub enum ClientKind {
     UdpSpinDrain,
     /// `fastnet::net::Client`, `service()` spin.
     FastnetSpin,
-    /// `fastnet::net::Client`, `service_for(1 ms)`.
+    /// `fastnet::net::Client`, `service_for` (the row's wait).
     FastnetBlock,
     /// `fastnet::net::SecureSocket`, current-thread runtime.
     FastnetTokio,
@@ -106,6 +112,12 @@ pub struct Row {
     pub identity: bool,
     /// A FastNet row (targets apply).
     pub fastnet: bool,
+    /// Batched system calls (`SocketConfig::batching`) on both sides.
+    pub batching: bool,
+    /// `SocketConfig::busy_wait` on both sides.
+    pub busy_wait: Duration,
+    /// What `service_for` is given (blocking-ish rows).
+    pub wait: Duration,
 }
 
 const fn row(
@@ -126,7 +138,16 @@ const fn row(
         encrypted: false,
         identity: false,
         fastnet: false,
+        batching: true,
+        busy_wait: Duration::ZERO,
+        wait: SERVICE_FOR_WAIT,
     }
+}
+
+/// A diagnostic FastNet row: measured and shown, no target applies.
+const fn diagnostic(mut r: Row) -> Row {
+    r.fastnet = false;
+    r
 }
 
 const fn fastnet(mut r: Row, reliable: bool, low_latency: bool) -> Row {
@@ -204,7 +225,7 @@ pub const ROWS: &[Row] = &[
     fastnet(
         row(
             "fastnet-unrel-block",
-            "FastNet unreliable, game loop, `service_for(1 ms)`",
+            "FastNet unreliable, game loop, `service_for(16 ms)`",
             ServerKind::FastnetBlock,
             ClientKind::FastnetBlock,
             IoMode::Blocking,
@@ -215,7 +236,7 @@ pub const ROWS: &[Row] = &[
     fastnet(
         row(
             "fastnet-rel-block",
-            "FastNet reliable-ordered, game loop, `service_for(1 ms)`",
+            "FastNet reliable-ordered, game loop, `service_for(16 ms)`",
             ServerKind::FastnetBlock,
             ClientKind::FastnetBlock,
             IoMode::Blocking,
@@ -226,7 +247,7 @@ pub const ROWS: &[Row] = &[
     fastnet(
         row(
             "fastnet-unrel-block-ll",
-            "FastNet unreliable, `service_for(1 ms)`, `SocketConfig::low_latency()`",
+            "FastNet unreliable, `service_for(16 ms)`, `SocketConfig::low_latency()`",
             ServerKind::FastnetBlock,
             ClientKind::FastnetBlock,
             IoMode::Blocking,
@@ -234,6 +255,48 @@ pub const ROWS: &[Row] = &[
         false,
         true,
     ),
+    Row {
+        busy_wait: BUSY_WAIT,
+        ..fastnet(
+            row(
+                "fastnet-unrel-busywait",
+                "FastNet unreliable, `service_for(16 ms)` with `SocketConfig::busy_wait` 50 µs (spin, then sleep)",
+                ServerKind::FastnetBlock,
+                ClientKind::FastnetBlock,
+                IoMode::BusyPoll,
+            ),
+            false,
+            false,
+        )
+    },
+    diagnostic(Row {
+        batching: false,
+        ..fastnet(
+            row(
+                "fastnet-unrel-spin-nobatch",
+                "FastNet unreliable, `service()` spin, `SocketConfig::batching` off (`recvfrom` until `EAGAIN`, `sendto` per datagram); diagnostic",
+                ServerKind::FastnetSpin,
+                ClientKind::FastnetSpin,
+                IoMode::BusyPoll,
+            ),
+            false,
+            false,
+        )
+    }),
+    diagnostic(Row {
+        wait: SHORT_SERVICE_FOR_WAIT,
+        ..fastnet(
+            row(
+                "fastnet-unrel-block-1ms",
+                "FastNet unreliable, `service_for(1 ms)`: a wait shorter than the kernel tick; diagnostic",
+                ServerKind::FastnetBlock,
+                ClientKind::FastnetBlock,
+                IoMode::Blocking,
+            ),
+            false,
+            false,
+        )
+    }),
     fastnet(
         row(
             "fastnet-unrel-tokio",
@@ -306,6 +369,34 @@ impl Row {
             }
             _ => None,
         }
+    }
+
+    /// The server process's options for this row (see `server::serve`).
+    pub fn server_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.low_latency {
+            args.push("low-latency".to_string());
+        }
+        if !self.batching {
+            args.push("no-batching".to_string());
+        }
+        if !self.busy_wait.is_zero() {
+            args.push(format!("busy-wait-us={}", self.busy_wait.as_micros()));
+        }
+        args.push(format!("wait-us={}", self.wait.as_micros()));
+        args
+    }
+
+    /// The socket options of this row's FastNet sides.
+    pub fn socket_config(&self) -> SocketConfig {
+        let mut c = if self.low_latency {
+            SocketConfig::low_latency()
+        } else {
+            SocketConfig::default()
+        };
+        c.batching = self.batching;
+        c.busy_wait = self.busy_wait;
+        c
     }
 
     fn channel(&self) -> ChannelId {
@@ -459,12 +550,9 @@ pub fn measure(h: &Harness, rows: &[Row]) -> Vec<RowResult> {
 
 /// One run of one row: starts its server, connects, warms up, measures.
 pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
-    let extra: &[&str] = if row.low_latency {
-        &["low-latency"]
-    } else {
-        &[]
-    };
-    let server = ServerProcess::spawn(&h.exe, row.server, Mode::Echo, extra)?;
+    let extra = row.server_args();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let server = ServerProcess::spawn(&h.exe, row.server, Mode::Echo, &extra)?;
     match row.client {
         ClientKind::UdpBlock | ClientKind::UdpSpin => {
             udp_client(h, &server, row.client == ClientKind::UdpSpin)
@@ -631,17 +719,16 @@ pub fn game_loop_ping(
     channel: ChannelId,
     payload: &[u8],
     buf: &mut Vec<u8>,
-    block: bool,
+    wait: Option<Duration>,
 ) -> BenchResult<Duration> {
     let t = Instant::now();
     client
         .send_now(channel, payload)
         .map_err(|e| fail(e.to_string()))?;
     loop {
-        if block {
-            client.service_for(SERVICE_FOR_WAIT)?;
-        } else {
-            client.service()?;
+        match wait {
+            Some(wait) => client.service_for(wait)?,
+            None => client.service()?,
         }
         if client.recv_into(buf).is_some() {
             return Ok(t.elapsed());
@@ -653,17 +740,18 @@ pub fn game_loop_ping(
 }
 
 fn game_loop_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult<RunOutcome> {
-    let config = fastnet_client_config(server, row.low_latency)?;
+    let mut config = fastnet_client_config(server, row.low_latency)?;
+    config.socket = row.socket_config();
     let t = Instant::now();
     let mut client = Client::connect("127.0.0.1", server.port("tcp")?, config)?;
     let connect = t.elapsed();
-    let block = row.client == ClientKind::FastnetBlock;
+    let wait = (row.client == ClientKind::FastnetBlock).then_some(row.wait);
     let payload = [7u8; PING_BYTES];
     let mut buf = Vec::with_capacity(PING_BYTES);
     let channel = row.channel();
     let mut outcome = ping_loop!(
         h,
-        game_loop_ping(&mut client, channel, &payload, &mut buf, block),
+        game_loop_ping(&mut client, channel, &payload, &mut buf, wait),
         Some(client.stats())
     );
     outcome.connect = Some(connect);

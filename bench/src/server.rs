@@ -38,7 +38,7 @@ pub enum ServerKind {
     UdpSpinDrain,
     /// FastNet game-loop `Server`, `service()` in a spin loop.
     FastnetSpin,
-    /// FastNet game-loop `Server`, `service_for(1 ms)` loop.
+    /// FastNet game-loop `Server`, `service_for` loop (`wait-us=`).
     FastnetBlock,
     /// FastNet Tokio driver `SecureSocket` on a current-thread runtime.
     FastnetTokio,
@@ -161,7 +161,8 @@ fn spawn_control() {
     });
 }
 
-/// `serve <kind> <mode> [low-latency]`: runs a server until stdin closes.
+/// `serve <kind> <mode> [low-latency] [no-batching] [no-gso] [busy-wait-us=N]
+/// [wait-us=N] [max-datagram=N]`: runs a server until stdin closes.
 pub fn serve(args: &[String]) -> BenchResult<()> {
     let kind = args
         .first()
@@ -172,14 +173,25 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         .and_then(|m| Mode::parse(m))
         .ok_or_else(|| fail("serve: mode is echo, sink or ack"))?;
     let low_latency = args.iter().any(|a| a == "low-latency");
+    let number = |key: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(key)?.parse::<u64>().ok())
+    };
+    let tuning = GameLoopTuning {
+        batching: !args.iter().any(|a| a == "no-batching"),
+        gso: !args.iter().any(|a| a == "no-gso"),
+        busy_wait: number("busy-wait-us=").map_or(Duration::ZERO, Duration::from_micros),
+        wait: number("wait-us=").map_or(crate::rtt::SERVICE_FOR_WAIT, Duration::from_micros),
+        max_datagram: number("max-datagram=").map(|n| n as usize),
+    };
     spawn_control();
     match kind {
         ServerKind::UdpBlock => serve_udp(mode, false),
         ServerKind::UdpSpin => serve_udp(mode, true),
         ServerKind::UdpTokio => serve_udp_tokio(mode),
         ServerKind::UdpSpinDrain => serve_udp_drain(),
-        ServerKind::FastnetSpin => serve_fastnet(mode, low_latency, false),
-        ServerKind::FastnetBlock => serve_fastnet(mode, low_latency, true),
+        ServerKind::FastnetSpin => serve_fastnet(mode, low_latency, tuning, false),
+        ServerKind::FastnetBlock => serve_fastnet(mode, low_latency, tuning, true),
         ServerKind::FastnetTokio => serve_fastnet_tokio(mode, low_latency),
         ServerKind::Quinn => crate::quic::serve(mode),
         ServerKind::Enet => serve_enet(mode),
@@ -285,8 +297,29 @@ fn fastnet_config(low_latency: bool) -> BenchResult<(ServerConfig, String)> {
     Ok((config, dev.sha256_hex()))
 }
 
-fn serve_fastnet(mode: Mode, low_latency: bool, block: bool) -> BenchResult<()> {
-    let (config, pin) = fastnet_config(low_latency)?;
+/// The game-loop server's options a row sets.
+#[derive(Clone, Copy, Debug)]
+struct GameLoopTuning {
+    batching: bool,
+    gso: bool,
+    busy_wait: Duration,
+    wait: Duration,
+    max_datagram: Option<usize>,
+}
+
+fn serve_fastnet(
+    mode: Mode,
+    low_latency: bool,
+    tuning: GameLoopTuning,
+    block: bool,
+) -> BenchResult<()> {
+    let (mut config, pin) = fastnet_config(low_latency)?;
+    config.socket.batching = tuning.batching;
+    config.socket.gso = tuning.gso;
+    config.socket.busy_wait = tuning.busy_wait;
+    if let Some(bytes) = tuning.max_datagram {
+        config.transport.set_max_datagram_bytes(bytes);
+    }
     let mut server = Server::bind(loopback(), loopback(), config)?;
     let refused: Vec<&str> = server
         .socket_report()
@@ -310,7 +343,7 @@ fn serve_fastnet(mode: Mode, low_latency: bool, block: bool) -> BenchResult<()> 
     let mut buf = Vec::new();
     loop {
         if block {
-            server.service_for(Duration::from_millis(1))?;
+            server.service_for(tuning.wait)?;
         } else {
             server.service()?;
         }

@@ -63,21 +63,69 @@ pub struct ThroughputResult {
     pub skipped: Option<String>,
 }
 
+/// A datagram limit that fits a 1500-byte Ethernet MTU over IPv4 (minus the
+/// IP and UDP headers): a 1200-byte message then takes one datagram.
+pub const ETHERNET_DATAGRAM_BYTES: usize = 1472;
+
+/// One throughput row's set-up.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    sender: Sender,
+    size: usize,
+    /// `TransportConfig::max_datagram_bytes` on both sides (default 1200).
+    max_datagram: Option<usize>,
+    /// `SocketConfig::batching` and `gso` on both sides.
+    batching: bool,
+    gso: bool,
+}
+
+const fn case(sender: Sender, size: usize) -> Case {
+    Case {
+        sender,
+        size,
+        max_datagram: None,
+        batching: true,
+        gso: true,
+    }
+}
+
 /// The cases, in report order.
-const CASES: [(Sender, usize); 6] = [
-    (Sender::RawUdp, 64),
-    (Sender::FastnetEach, 64),
-    (Sender::FastnetBatched, 64),
-    (Sender::RawUdp, 1200),
-    (Sender::FastnetEach, 1200),
-    (Sender::FastnetBig, BIG_MESSAGE_BYTES),
+const CASES: [Case; 11] = [
+    case(Sender::RawUdp, 64),
+    case(Sender::FastnetEach, 64),
+    case(Sender::FastnetBatched, 64),
+    Case {
+        batching: false,
+        ..case(Sender::FastnetBatched, 64)
+    },
+    case(Sender::RawUdp, 1200),
+    case(Sender::FastnetEach, 1200),
+    Case {
+        max_datagram: Some(ETHERNET_DATAGRAM_BYTES),
+        ..case(Sender::FastnetEach, 1200)
+    },
+    Case {
+        max_datagram: Some(ETHERNET_DATAGRAM_BYTES),
+        ..case(Sender::FastnetBatched, 1200)
+    },
+    case(Sender::FastnetBig, BIG_MESSAGE_BYTES),
+    Case {
+        gso: false,
+        ..case(Sender::FastnetBig, BIG_MESSAGE_BYTES)
+    },
+    Case {
+        batching: false,
+        gso: false,
+        ..case(Sender::FastnetBig, BIG_MESSAGE_BYTES)
+    },
 ];
 
 /// Number of throughput rows (for progress).
 pub const CASE_COUNT: usize = CASES.len();
 
-fn label(sender: Sender, size: usize) -> String {
-    match sender {
+fn label(c: &Case) -> String {
+    let size = c.size;
+    let mut label = match c.sender {
         Sender::RawUdp => format!("raw UDP, {size} B"),
         Sender::FastnetEach => {
             format!("FastNet unreliable, {size} B, `send_now` each, `service()` per 32")
@@ -86,7 +134,17 @@ fn label(sender: Sender, size: usize) -> String {
             format!("FastNet unreliable, {size} B, `send` + `service()` per 32")
         }
         Sender::FastnetBig => "FastNet reliable-ordered, 1 MiB messages".to_string(),
+    };
+    if let Some(bytes) = c.max_datagram {
+        label.push_str(&format!(", datagram limit {bytes}"));
     }
+    match (c.batching, c.gso) {
+        (false, _) => label.push_str(", batching off"),
+        (true, false) => label.push_str(", GSO off"),
+        _ if c.sender == Sender::FastnetBig => label.push_str(", batching and GSO on"),
+        _ => {}
+    }
+    label
 }
 
 /// Every throughput row, `h.runs` times interleaved; each row reports its run
@@ -94,11 +152,12 @@ fn label(sender: Sender, size: usize) -> String {
 pub fn measure(h: &Harness) -> Vec<ThroughputResult> {
     let mut runs: Vec<Vec<ThroughputResult>> = vec![Vec::new(); CASES.len()];
     for run in 0..h.runs {
-        for (i, &(sender, size)) in CASES.iter().enumerate() {
-            let label = label(sender, size);
+        for (i, c) in CASES.iter().enumerate() {
+            let label = label(c);
             h.progress
                 .set_message(format!("throughput: {label} (run {}/{})", run + 1, h.runs));
-            let result = measure_one(h, sender, size).unwrap_or_else(|e| ThroughputResult {
+            let (sender, size) = (c.sender, c.size);
+            let result = measure_one(h, c).unwrap_or_else(|e| ThroughputResult {
                 label: String::new(),
                 sender,
                 message_bytes: size,
@@ -139,22 +198,38 @@ fn message_count(h: &Harness, sender: Sender, size: usize) -> usize {
 }
 
 /// One throughput row.
-pub fn measure_one(h: &Harness, sender: Sender, size: usize) -> BenchResult<ThroughputResult> {
+fn measure_one(h: &Harness, c: &Case) -> BenchResult<ThroughputResult> {
+    let (sender, size) = (c.sender, c.size);
     let count = message_count(h, sender, size);
     let (kind, mode) = match sender {
         Sender::RawUdp => (ServerKind::UdpSpin, Mode::Sink),
         Sender::FastnetBig => (ServerKind::FastnetSpin, Mode::Ack),
         _ => (ServerKind::FastnetSpin, Mode::Sink),
     };
-    let mut server = ServerProcess::spawn(&h.exe, kind, mode, &[])?;
+    let mut args = Vec::new();
+    if let Some(bytes) = c.max_datagram {
+        args.push(format!("max-datagram={bytes}"));
+    }
+    if !c.batching {
+        args.push("no-batching".to_string());
+    }
+    if !c.gso {
+        args.push("no-gso".to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::spawn(&h.exe, kind, mode, &args)?;
     let payload = vec![0x5Au8; size];
     let mut client = match sender {
         Sender::RawUdp => None,
-        _ => Some(Client::connect(
-            "127.0.0.1",
-            server.port("tcp")?,
-            fastnet_client_config(&server, false)?,
-        )?),
+        _ => {
+            let mut config = fastnet_client_config(&server, false)?;
+            config.socket.batching = c.batching;
+            config.socket.gso = c.gso;
+            if let Some(bytes) = c.max_datagram {
+                config.transport.set_max_datagram_bytes(bytes);
+            }
+            Some(Client::connect("127.0.0.1", server.port("tcp")?, config)?)
+        }
     };
     let udp = match sender {
         Sender::RawUdp => {

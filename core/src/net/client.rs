@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use crate::config::{ChannelId, TransportConfig};
 use crate::connection::{Connection, Event};
 use crate::error::{close_code, DisconnectReason, SendError};
-use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, wait_for_work, DriverState, ServiceThread};
+use crate::net::io::{IoStats, LinkSimulation, UdpIo};
+use crate::net::service::{lock, service_for, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig};
-use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ClientHandshake, HandshakeError, ServerTrust, SessionParams};
 use crate::stats::ConnectionStats;
 
@@ -130,6 +129,24 @@ struct State {
     server: SocketAddr,
     events: VecDeque<ClientEvent>,
     buf: Vec<u8>,
+    /// Where the first authenticated datagram came from.
+    answered_from: Option<SocketAddr>,
+}
+
+impl State {
+    /// Queues every datagram the connection has to send; returns whether
+    /// there was any.
+    fn transmit(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        loop {
+            let slot = self.io.send_slot();
+            let Some(n) = self.conn.poll_transmit(now, slot) else {
+                return any;
+            };
+            self.io.commit(now, self.server, n);
+            any = true;
+        }
+    }
 }
 
 impl DriverState for State {
@@ -141,11 +158,18 @@ impl DriverState for State {
         let _ = self.conn.handle_datagram(now, datagram);
     }
 
-    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()> {
+    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize> {
+        if self.transmit(now) {
+            self.io.flush(now);
+        }
+        let mut received = 0;
         if read {
-            while let Some((_, n)) = self.io.recv(now, &mut self.buf)? {
-                let _ = self.conn.handle_datagram(now, &mut self.buf[..n]);
-            }
+            let (conn, answered_from) = (&mut self.conn, &mut self.answered_from);
+            received = self.io.receive(now, |from, datagram| {
+                if conn.handle_datagram(now, datagram).is_ok() && answered_from.is_none() {
+                    *answered_from = Some(from);
+                }
+            })?;
         }
         while let Some((_, n)) = self.io.pop_incoming(now, &mut self.buf) {
             let _ = self.conn.handle_datagram(now, &mut self.buf[..n]);
@@ -153,14 +177,12 @@ impl DriverState for State {
         if self.conn.poll_timeout().is_some_and(|t| t <= now) {
             self.conn.handle_timeout(now);
         }
-        while let Some(n) = self.conn.poll_transmit(now, &mut self.buf) {
-            self.io.send(now, self.server, &self.buf[..n]);
-        }
-        self.io.flush(now, &mut self.buf);
+        self.transmit(now);
+        self.io.flush(now);
         while let Some(Event::Disconnected(reason)) = self.conn.poll_event() {
             self.events.push_back(ClientEvent::Disconnected(reason));
         }
-        Ok(())
+        Ok(received)
     }
 
     fn has_pending(&self) -> bool {
@@ -198,6 +220,8 @@ impl DriverState for State {
 pub struct Client {
     state: Arc<Mutex<State>>,
     service_thread: Option<ServiceThread>,
+    /// `SocketConfig::busy_wait`.
+    busy_wait: Duration,
 }
 
 impl Client {
@@ -296,7 +320,10 @@ impl Client {
         if !report.refused.is_empty() {
             tracing::debug!(refused = ?report.refused, "some socket options were refused");
         }
-        let io = UdpIo::new(socket, &config.link).map_err(ConnectError::Udp)?;
+        let max_datagram = config.transport.max_datagram_bytes();
+        let io = UdpIo::new(socket, &config.link, &config.socket, max_datagram)
+            .map_err(ConnectError::Udp)?;
+        let busy_wait = config.socket.busy_wait;
         let now = Instant::now();
         let conn = Connection::new(Arc::new(config.transport), outcome.keys, now)?;
         let mut state = State {
@@ -304,7 +331,8 @@ impl Client {
             conn,
             server,
             events: VecDeque::new(),
-            buf: vec![0; MAX_DATAGRAM_BYTES],
+            buf: vec![0; max_datagram],
+            answered_from: None,
         };
         // The first packet proves our keys to the server and binds our address;
         // repeat it until the server answers.
@@ -329,9 +357,17 @@ impl Client {
                 .saturating_duration_since(Instant::now());
             state.io.wait(wait).map_err(ConnectError::Udp)?;
         }
+        // A server that answers from the address we sent to (the usual case:
+        // not a multi-homed host answering from another address) gets a
+        // connected socket: the kernel drops other sources and sends skip
+        // the route lookup.
+        if state.answered_from == Some(server) {
+            state.io.connect(server).map_err(ConnectError::Udp)?;
+        }
         Ok(Self {
             state: Arc::new(Mutex::new(state)),
             service_thread: None,
+            busy_wait,
         })
     }
 
@@ -339,17 +375,26 @@ impl Client {
     /// Call it once per frame (or more often).
     pub fn service(&mut self) -> io::Result<()> {
         let read = self.service_thread.is_none();
-        lock(&self.state).service_io(Instant::now(), read)
+        lock(&self.state).service_io(Instant::now(), read)?;
+        Ok(())
     }
 
-    /// Sends what is queued, waits up to `max_wait` for a datagram or the next
-    /// protocol deadline (whichever comes first), then services again.
+    /// Sends what is queued, then, unless a message already waits, waits up
+    /// to `max_wait` for a datagram or the next protocol deadline (whichever
+    /// comes first) and services again. With `SocketConfig::busy_wait` it
+    /// spins that long before sleeping.
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
-        self.service()?;
-        if wait_for_work(&self.state, self.service_thread.is_some(), max_wait)? {
-            self.service()?;
-        }
-        Ok(())
+        service_for(
+            &self.state,
+            self.service_thread.is_some(),
+            max_wait,
+            self.busy_wait,
+        )
+    }
+
+    /// Counters of the socket's system calls.
+    pub fn io_stats(&self) -> IoStats {
+        lock(&self.state).io.stats()
     }
 
     /// Starts the background service thread (see the module docs of

@@ -7,6 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::conditioner::{LinkConditioner, LinkConfig};
+#[cfg(target_os = "linux")]
+use crate::net::batch;
+use crate::net::socket::SocketConfig;
 use crate::packet::MAX_DATAGRAM_BYTES;
 
 /// Link conditioners for both directions of a socket (see [`LinkConfig`]).
@@ -29,9 +32,11 @@ pub(crate) struct Conditioned {
 }
 
 /// Waits shorter than this poll between precise sleeps: the readiness queue
-/// counts whole milliseconds.
+/// counts whole milliseconds (not on Linux, which waits with `ppoll`).
+#[cfg(not(target_os = "linux"))]
 const PRECISE_WAIT_LIMIT: Duration = Duration::from_millis(1);
 /// Sleep between two polls of a short wait.
+#[cfg(not(target_os = "linux"))]
 const PRECISE_WAIT_STEP: Duration = Duration::from_micros(100);
 
 /// Bytes prefixed to a conditioned datagram to carry its address.
@@ -121,16 +126,24 @@ impl Conditioned {
     }
 }
 
-/// Waits for a socket to become readable without polling it: an OS readiness
-/// queue (epoll, kqueue, IOCP through mio) registered on a duplicate of the
-/// socket's handle.
+/// Waits for a socket to become readable without polling it, and collects
+/// the readiness of other sources (a server's TCP listener and handshakes)
+/// through an OS readiness queue (epoll, kqueue, IOCP through mio).
+///
+/// On Linux the UDP socket stays out of the queue: `ppoll` waits on it (and on
+/// the queue's own descriptor when other sources are registered) with a
+/// nanosecond timeout. Elsewhere a duplicate of the socket is registered and
+/// waits of under a millisecond poll between short sleeps.
 struct Readiness {
     poll: mio::Poll,
     events: mio::Events,
     /// Tokens other than the UDP socket's that fired (a server's TCP
     /// listener and handshakes), until the owner takes them.
     ready: Vec<mio::Token>,
+    /// Whether sources other than the UDP socket are registered.
+    others: bool,
     /// Keeps the registered duplicate open.
+    #[cfg(not(target_os = "linux"))]
     _registered: mio::net::UdpSocket,
 }
 
@@ -143,20 +156,28 @@ impl std::fmt::Debug for Readiness {
 impl Readiness {
     fn new(socket: &UdpSocket) -> io::Result<Self> {
         let poll = mio::Poll::new()?;
-        let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
-        poll.registry()
-            .register(&mut registered, UDP_TOKEN, mio::Interest::READABLE)?;
+        #[cfg(not(target_os = "linux"))]
+        let registered = {
+            let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
+            poll.registry()
+                .register(&mut registered, UDP_TOKEN, mio::Interest::READABLE)?;
+            registered
+        };
+        #[cfg(target_os = "linux")]
+        let _ = socket;
         Ok(Self {
             poll,
             events: mio::Events::with_capacity(64),
             ready: Vec::new(),
+            others: false,
+            #[cfg(not(target_os = "linux"))]
             _registered: registered,
         })
     }
 
-    /// Blocks until a registered source may be ready or `timeout` passes.
+    /// Collects the sources that fired, waiting up to `timeout` for one.
     /// Spurious wake-ups are possible (the caller then finds nothing to do).
-    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    fn collect(&mut self, timeout: Duration) -> io::Result<()> {
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             other => other?,
@@ -174,22 +195,73 @@ impl Readiness {
 /// sources (a server's TCP side) use other tokens.
 pub(crate) const UDP_TOKEN: mio::Token = mio::Token(0);
 
-/// A non-blocking UDP socket with optional link simulation.
+/// Counters of the system calls a driver's socket made (for benchmarks and
+/// diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Receive calls (`recvmmsg` or `recvfrom`), including empty ones.
+    pub recv_calls: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Send calls (`sendmmsg`, `sendto`).
+    pub send_calls: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams the OS refused or dropped on sending (a full socket buffer,
+    /// ICMP errors from earlier sends).
+    pub send_errors: u64,
+    /// Waits for readiness (`ppoll`, `epoll_wait`...).
+    pub waits: u64,
+    /// Whether sends use UDP segmentation offload (Linux `UDP_SEGMENT`).
+    pub gso: bool,
+}
+
+/// A non-blocking UDP socket with optional link simulation and, on Linux,
+/// batched system calls (see `net::batch`).
 #[derive(Debug)]
 pub(crate) struct UdpIo {
     socket: UdpSocket,
     readiness: Readiness,
     outgoing: Option<Conditioned>,
     incoming: Option<Conditioned>,
-    /// Send errors other than "would block" since the last check (ICMP
-    /// unreachable and the like: UDP errors are reported, not fatal).
-    pub send_errors: u64,
+    /// Datagrams received in batches (Linux, unless turned off).
+    #[cfg(target_os = "linux")]
+    recv_batch: Option<batch::RecvBatch>,
+    /// Datagrams queued for one `sendmmsg` (Linux, unless turned off).
+    #[cfg(target_os = "linux")]
+    send_batch: Option<batch::SendBatch>,
+    /// One datagram in or out, where there is no batch.
+    buf: Vec<u8>,
+    /// The transport's datagram limit.
+    max_datagram: usize,
+    /// The only peer, when the socket is connected to it (a client).
+    connected: Option<SocketAddr>,
+    stats: IoStats,
 }
 
 impl UdpIo {
-    pub fn new(socket: UdpSocket, sim: &LinkSimulation) -> io::Result<Self> {
+    /// Wraps a bound socket. `max_datagram` is the transport's datagram limit
+    /// (longer datagrams are dropped on receipt).
+    pub fn new(
+        socket: UdpSocket,
+        sim: &LinkSimulation,
+        config: &SocketConfig,
+        max_datagram: usize,
+    ) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         let seed = fastrand::u64(..);
+        #[cfg(target_os = "linux")]
+        let (recv_batch, send_batch) = if config.batching {
+            let gso = config.gso && batch::gso_supported(&socket);
+            (
+                Some(batch::RecvBatch::new(max_datagram)),
+                Some(batch::SendBatch::new(max_datagram, gso)),
+            )
+        } else {
+            (None, None)
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = config;
         Ok(Self {
             readiness: Readiness::new(&socket)?,
             socket,
@@ -203,8 +275,28 @@ impl UdpIo {
                 .clone()
                 .map(|c| Conditioned::new(c, seed ^ 1))
                 .transpose()?,
-            send_errors: 0,
+            #[cfg(target_os = "linux")]
+            recv_batch,
+            #[cfg(target_os = "linux")]
+            send_batch,
+            buf: vec![0; max_datagram],
+            max_datagram,
+            connected: None,
+            stats: IoStats::default(),
         })
+    }
+
+    /// Connects the socket to its only peer (a client's server): the kernel
+    /// then drops datagrams from other sources and sends skip the route
+    /// lookup.
+    pub fn connect(&mut self, peer: SocketAddr) -> io::Result<()> {
+        self.socket.connect(peer)?;
+        self.connected = Some(peer);
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.send_batch {
+            b.set_connected(peer);
+        }
+        Ok(())
     }
 
     pub fn socket(&self) -> &UdpSocket {
@@ -215,35 +307,82 @@ impl UdpIo {
         self.socket.local_addr()
     }
 
-    /// Sends (or hands to the outgoing conditioner) one datagram.
-    pub fn send(&mut self, now: Instant, to: SocketAddr, datagram: &[u8]) {
-        if let Some(c) = &mut self.outgoing {
-            c.push(now, to, datagram);
-            return;
+    /// System call counters.
+    pub fn stats(&self) -> IoStats {
+        IoStats {
+            gso: self.gso(),
+            ..self.stats
         }
-        self.send_now(to, datagram);
     }
 
-    fn send_now(&mut self, to: SocketAddr, datagram: &[u8]) {
-        if let Err(e) = self.socket.send_to(datagram, to) {
-            if e.kind() != io::ErrorKind::WouldBlock {
-                self.send_errors += 1;
-                tracing::debug!(error = %e, %to, "UDP send failed");
+    /// Whether sends use UDP segmentation offload.
+    pub fn gso(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &self.send_batch {
+            return b.gso();
+        }
+        false
+    }
+
+    /// Where the next outgoing datagram is written: at least the datagram
+    /// limit long. [`UdpIo::commit`] queues it.
+    pub fn send_slot(&mut self) -> &mut [u8] {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.send_batch {
+            if b.is_full() {
+                let r = b.flush(&self.socket);
+                account(&mut self.stats, r);
+            }
+            return b.slot();
+        }
+        &mut self.buf[..self.max_datagram]
+    }
+
+    /// Queues (or hands to the outgoing conditioner) the `len` bytes written
+    /// at [`UdpIo::send_slot`] for `to`. They leave at the next
+    /// [`UdpIo::flush`] at the latest.
+    pub fn commit(&mut self, now: Instant, to: SocketAddr, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.send_batch {
+            match &mut self.outgoing {
+                Some(c) => c.push(now, to, &b.slot()[..len]),
+                None => b.commit(to, len),
+            }
+            return;
+        }
+        match &mut self.outgoing {
+            Some(c) => c.push(now, to, &self.buf[..len]),
+            None => {
+                let r = send_one(&self.socket, self.connected, &self.buf[..len], to);
+                account(&mut self.stats, r);
             }
         }
     }
 
-    /// Sends the conditioned datagrams whose time has come.
-    pub fn flush(&mut self, now: Instant, buf: &mut [u8]) {
-        let Some(c) = &mut self.outgoing else {
-            return;
-        };
-        while let Some((to, n)) = c.pop(now, buf) {
-            if let Err(e) = self.socket.send_to(&buf[..n], to) {
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    self.send_errors += 1;
+    /// Sends what is queued and the conditioned datagrams whose time has come.
+    pub fn flush(&mut self, now: Instant) {
+        if let Some(c) = &mut self.outgoing {
+            #[cfg(target_os = "linux")]
+            if let Some(b) = &mut self.send_batch {
+                loop {
+                    if b.is_full() {
+                        account(&mut self.stats, b.flush(&self.socket));
+                    }
+                    let Some((to, n)) = c.pop(now, b.slot()) else {
+                        break;
+                    };
+                    b.commit(to, n);
                 }
             }
+            while let Some((to, n)) = c.pop(now, &mut self.buf) {
+                let r = send_one(&self.socket, self.connected, &self.buf[..n], to);
+                account(&mut self.stats, r);
+            }
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.send_batch {
+            let r = b.flush(&self.socket);
+            account(&mut self.stats, r);
         }
     }
 
@@ -256,26 +395,55 @@ impl UdpIo {
             .min()
     }
 
-    /// Receives one datagram without blocking (through the incoming
-    /// conditioner, if any). `Ok(None)`: nothing more to read now.
-    pub fn recv(
+    /// Receives every datagram queued on the socket without blocking, handing
+    /// each to `deliver` (or to the incoming conditioner, which releases them
+    /// through [`UdpIo::pop_incoming`]). Returns how many were read.
+    pub fn receive(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
-    ) -> io::Result<Option<(SocketAddr, usize)>> {
+        mut deliver: impl FnMut(SocketAddr, &mut [u8]),
+    ) -> io::Result<usize> {
+        let mut total = 0;
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.recv_batch {
+            loop {
+                self.stats.recv_calls += 1;
+                let n = b.recv(&self.socket)?;
+                for i in 0..n {
+                    let Some((from, datagram)) = b.get(i) else {
+                        continue;
+                    };
+                    match &mut self.incoming {
+                        None => deliver(from, datagram),
+                        Some(c) => c.push(now, from, datagram),
+                    }
+                }
+                total += n;
+                // A short batch: the socket was empty when the call returned.
+                if n < batch::RECV_BATCH {
+                    self.stats.datagrams_received += total as u64;
+                    return Ok(total);
+                }
+            }
+        }
         loop {
-            match self.socket.recv_from(buf) {
-                Ok((n, from)) => match &mut self.incoming {
-                    None => return Ok(Some((from, n))),
-                    Some(c) => c.push(now, from, &buf[..n]),
-                },
+            self.stats.recv_calls += 1;
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    total += 1;
+                    match &mut self.incoming {
+                        None => deliver(from, &mut self.buf[..n]),
+                        Some(c) => c.push(now, from, &self.buf[..n]),
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here on some systems.
                 Err(e) if is_transient(&e) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.incoming.as_mut().and_then(|c| c.pop(now, buf)))
+        self.stats.datagrams_received += total as u64;
+        Ok(total)
     }
 
     /// A datagram read by someone else (the service thread). Returns whether it
@@ -291,45 +459,62 @@ impl UdpIo {
         }
     }
 
-    /// The next datagram the incoming conditioner releases.
+    /// The next datagram the incoming conditioner releases, in `buf`.
     pub fn pop_incoming(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         self.incoming.as_mut()?.pop(now, buf)
     }
 
-    /// Blocks until a datagram is readable or `timeout` passes (about).
-    ///
-    /// Waits of a millisecond or more sleep in the OS readiness queue, which
-    /// rounds up to whole milliseconds; shorter ones poll the socket between
-    /// precise sleeps (they are rare: the first packet of a connect).
+    /// Blocks until a datagram is readable, another registered source fires,
+    /// or `timeout` passes (about: spurious wake-ups are possible).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        if timeout.is_zero() || self.readable_now() {
+        if timeout.is_zero() {
             return Ok(());
         }
-        if timeout >= PRECISE_WAIT_LIMIT {
-            return self.readiness.wait(timeout);
-        }
-        let end = Instant::now() + timeout;
-        loop {
-            let now = Instant::now();
-            if now >= end {
-                return Ok(());
+        self.stats.waits += 1;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let others = self
+                .readiness
+                .others
+                .then(|| self.readiness.poll.as_raw_fd());
+            if batch::wait_readable(&self.socket, others, timeout)? {
+                self.readiness.collect(Duration::ZERO)?;
             }
-            std::thread::sleep((end - now).min(PRECISE_WAIT_STEP));
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
             if self.readable_now() {
                 return Ok(());
+            }
+            if timeout >= PRECISE_WAIT_LIMIT {
+                return self.readiness.collect(timeout);
+            }
+            let end = Instant::now() + timeout;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    return Ok(());
+                }
+                std::thread::sleep((end - now).min(PRECISE_WAIT_STEP));
+                if self.readable_now() {
+                    return Ok(());
+                }
             }
         }
     }
 
     /// The readiness queue, to register more sources (tokens other than
-    /// [`UDP_TOKEN`]).
-    pub fn registry(&self) -> &mio::Registry {
+    /// [`UDP_TOKEN`]); waits watch them from now on.
+    pub fn registry(&mut self) -> &mio::Registry {
+        self.readiness.others = true;
         self.readiness.poll.registry()
     }
 
     /// Collects the sources that became ready, without waiting.
     pub fn poll_ready_now(&mut self) -> io::Result<()> {
-        self.readiness.wait(Duration::ZERO)
+        self.readiness.collect(Duration::ZERO)
     }
 
     /// Moves the tokens of the sources that fired (other than the UDP socket)
@@ -344,6 +529,7 @@ impl UdpIo {
     }
 
     /// Whether a datagram (or an error to report) is waiting.
+    #[cfg(not(target_os = "linux"))]
     fn readable_now(&self) -> bool {
         let mut probe = [0u8; 1];
         match self.socket.peek_from(&mut probe) {
@@ -353,6 +539,52 @@ impl UdpIo {
             Err(_) => true,
         }
     }
+}
+
+/// What sending a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FlushReport {
+    /// Datagrams handed to the kernel.
+    pub sent: usize,
+    /// Datagrams dropped: the socket's buffer was full, or the kernel refused
+    /// them (ICMP errors from earlier sends surface like this).
+    pub failed: usize,
+    /// System calls made.
+    pub calls: usize,
+}
+
+/// Sends one datagram with `sendto` (`send` to the connected peer).
+fn send_one(
+    socket: &UdpSocket,
+    connected: Option<SocketAddr>,
+    datagram: &[u8],
+    to: SocketAddr,
+) -> FlushReport {
+    let mut r = FlushReport {
+        calls: 1,
+        ..FlushReport::default()
+    };
+    let sent = if connected == Some(to) {
+        socket.send(datagram)
+    } else {
+        socket.send_to(datagram, to)
+    };
+    match sent {
+        Ok(_) => r.sent = 1,
+        Err(e) => {
+            r.failed = 1;
+            if e.kind() != io::ErrorKind::WouldBlock {
+                tracing::debug!(error = %e, %to, "UDP send failed");
+            }
+        }
+    }
+    r
+}
+
+fn account(stats: &mut IoStats, r: FlushReport) {
+    stats.send_calls += r.calls as u64;
+    stats.datagrams_sent += r.sent as u64;
+    stats.send_errors += r.failed as u64;
 }
 
 /// Errors a UDP socket reports for earlier datagrams (ICMP port unreachable,
@@ -395,16 +627,18 @@ mod tests {
             }),
             incoming: None,
         };
-        let mut io = UdpIo::new(UdpSocket::bind("127.0.0.1:0").unwrap(), &sim).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut io = UdpIo::new(socket, &sim, &SocketConfig::default(), 1200).unwrap();
         let start = Instant::now();
-        io.send(start, rx.local_addr().unwrap(), b"late");
+        io.send_slot()[..4].copy_from_slice(b"late");
+        io.commit(start, rx.local_addr().unwrap(), 4);
         let mut buf = vec![0; 2048];
-        io.flush(start, &mut buf);
+        io.flush(start);
         rx.set_nonblocking(true).unwrap();
         assert!(rx.recv_from(&mut buf).is_err(), "not before its time");
         let due = io.next_deadline().unwrap();
         assert_eq!(due, start + Duration::from_millis(30));
-        io.flush(due, &mut buf);
+        io.flush(due);
         rx.set_nonblocking(false).unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let (n, _) = rx.recv_from(&mut buf).unwrap();

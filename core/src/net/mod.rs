@@ -15,6 +15,9 @@ mod async_handshake;
 mod async_io;
 #[cfg(feature = "tokio")]
 pub mod async_socket;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // the crate's only unsafe code: see the module docs
+mod batch;
 pub mod client;
 pub mod endpoint;
 mod io;
@@ -26,6 +29,6 @@ pub mod socket;
 pub use async_socket::{SecureEvent, SecureSocket};
 pub use client::{Client, ClientConfig, ClientEvent, ConnectError};
 pub use endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
-pub use io::LinkSimulation;
+pub use io::{IoStats, LinkSimulation};
 pub use server::{HandshakeStats, Server, ServerConfig};
 pub use socket::{bind_udp, SocketConfig, SocketReport};

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, SendError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
-use crate::net::io::{LinkSimulation, UdpIo};
-use crate::net::service::{lock, wait_for_work, DriverState, ServiceThread};
+use crate::net::io::{IoStats, LinkSimulation, UdpIo};
+use crate::net::service::{lock, service_for, DriverState, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
-use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
 use crate::stats::ConnectionStats;
 
@@ -277,6 +276,20 @@ impl State {
         self.ready = ready;
     }
 
+    /// Queues every datagram the endpoint has to send; returns whether there
+    /// was any.
+    fn transmit(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        loop {
+            let slot = self.io.send_slot();
+            let Some((to, n)) = self.endpoint.poll_transmit(now, slot) else {
+                return any;
+            };
+            self.io.commit(now, to, n);
+            any = true;
+        }
+    }
+
     /// Drops handshakes past their timeout.
     fn expire_handshakes(&mut self, now: Instant) {
         let timeout = self.handshake_timeout;
@@ -326,12 +339,17 @@ impl DriverState for State {
         self.endpoint.handle_datagram(now, from, datagram);
     }
 
-    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()> {
+    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize> {
+        if self.transmit(now) {
+            self.io.flush(now);
+        }
         self.pump_handshakes(now);
+        let mut received = 0;
         if read {
-            while let Some((from, n)) = self.io.recv(now, &mut self.buf)? {
-                self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
-            }
+            let endpoint = &mut self.endpoint;
+            received = self.io.receive(now, |from, datagram| {
+                endpoint.handle_datagram(now, from, datagram);
+            })?;
         }
         while let Some((from, n)) = self.io.pop_incoming(now, &mut self.buf) {
             self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
@@ -339,11 +357,9 @@ impl DriverState for State {
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
-        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
-            self.io.send(now, to, &self.buf[..n]);
-        }
-        self.io.flush(now, &mut self.buf);
-        Ok(())
+        self.transmit(now);
+        self.io.flush(now);
+        Ok(received)
     }
 
     fn has_pending(&self) -> bool {
@@ -373,6 +389,8 @@ impl DriverState for State {
 pub struct Server {
     state: Arc<Mutex<State>>,
     service_thread: Option<ServiceThread>,
+    /// `SocketConfig::busy_wait`.
+    busy_wait: Duration,
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     socket_report: SocketReport,
@@ -396,7 +414,8 @@ impl Server {
         let tcp_addr = listener.local_addr()?;
         let advertised = config.advertised_udp_addr.unwrap_or(udp_addr);
         let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
-        let io = UdpIo::new(socket, &config.link)?;
+        let max_datagram = config.transport.max_datagram_bytes();
+        let mut io = UdpIo::new(socket, &config.link, &config.socket, max_datagram)?;
         io.registry()
             .register(&mut listener, LISTENER_TOKEN, mio::Interest::READABLE)?;
         let state = State {
@@ -412,12 +431,13 @@ impl Server {
             max_pending: config.max_pending_handshakes.max(1),
             last_readiness_check: None,
             handshake_stats: HandshakeStats::default(),
-            buf: vec![0; MAX_DATAGRAM_BYTES],
+            buf: vec![0; max_datagram],
             tcp_buf: vec![0; HANDSHAKE_READ_BYTES],
         };
         Ok(Self {
             state: Arc::new(Mutex::new(state)),
             service_thread: None,
+            busy_wait: config.socket.busy_wait,
             udp_addr,
             tcp_addr,
             socket_report,
@@ -443,17 +463,35 @@ impl Server {
     /// transmissions. Call it every frame (or more often).
     pub fn service(&mut self) -> io::Result<()> {
         let read = self.service_thread.is_none();
-        lock(&self.state).service_io(Instant::now(), read)
+        lock(&self.state).service_io(Instant::now(), read)?;
+        Ok(())
     }
 
-    /// Sends what is queued, waits up to `max_wait` for a datagram or the next
-    /// deadline (whichever comes first), then services again.
+    /// Sends what is queued, then, unless a message or event already waits,
+    /// waits up to `max_wait` for a datagram, a TCP handshake's progress or
+    /// the next deadline (whichever comes first) and services again. With
+    /// `SocketConfig::busy_wait` it spins that long before sleeping.
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
-        self.service()?;
-        if wait_for_work(&self.state, self.service_thread.is_some(), max_wait)? {
-            self.service()?;
-        }
-        Ok(())
+        service_for(
+            &self.state,
+            self.service_thread.is_some(),
+            max_wait,
+            self.busy_wait,
+        )
+    }
+
+    /// Sends what is queued now, without reading the socket or waiting: for a
+    /// server that answers a message as soon as it has it.
+    pub fn flush(&mut self) {
+        let mut s = lock(&self.state);
+        let now = Instant::now();
+        s.transmit(now);
+        s.io.flush(now);
+    }
+
+    /// Counters of the UDP socket's system calls.
+    pub fn io_stats(&self) -> IoStats {
+        lock(&self.state).io.stats()
     }
 
     /// Starts the background service thread (see `net::service`).

@@ -29,8 +29,10 @@ pub(crate) trait DriverState: Send + 'static {
     fn io(&mut self) -> &mut UdpIo;
     /// Hands one received datagram to the protocol.
     fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
-    /// Everything due: reading the socket if `read`, timers, transmissions.
-    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<()>;
+    /// Everything due: what the application queued goes out, then the socket
+    /// is read (if `read`), timers run and what they and the received
+    /// datagrams produced goes out. Returns how many datagrams were read.
+    fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize>;
     /// The next instant the driver has work.
     fn deadline(&self) -> Option<Instant>;
     /// Whether messages or events wait for the application.
@@ -60,31 +62,62 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The wait of a driver's `service_for`, after its first service pass: none
-/// when that pass delivered something (hand it over at once), otherwise up to
-/// `max_wait` or the next deadline on the socket's readiness. Returns whether
-/// it waited, so the caller services again. With the service thread running
+/// A driver's `service_for`: sends what is queued and runs due timers, then,
+/// unless messages or events already wait for the application, waits for the
+/// first datagram, the next protocol deadline or `max_wait`, whichever comes
+/// first, spinning on the non-blocking socket for up to `busy_wait` before
+/// sleeping in the OS; then services again. With the service thread running
 /// (it owns the socket's reads) it only yields the processor briefly.
-pub(crate) fn wait_for_work<T: DriverState>(
+///
+/// The first pass does not read: the OS wait returns at once if a datagram is
+/// already queued, so an idle wait costs one system call fewer.
+pub(crate) fn service_for<T: DriverState>(
     state: &Mutex<T>,
     threaded: bool,
     max_wait: Duration,
-) -> io::Result<bool> {
+    busy_wait: Duration,
+) -> io::Result<()> {
+    let start = Instant::now();
     if threaded {
-        std::thread::sleep(max_wait.min(Duration::from_millis(1)));
-        return Ok(true);
+        let pending = {
+            let mut s = lock(state);
+            s.service_io(start, false)?;
+            s.has_pending()
+        };
+        if !pending {
+            std::thread::sleep(max_wait.min(Duration::from_millis(1)));
+        }
+        lock(state).service_io(Instant::now(), false)?;
+        return Ok(());
     }
     let mut s = lock(state);
+    s.service_io(start, false)?;
     if s.has_pending() {
-        return Ok(false);
+        s.service_io(start, true)?;
+        return Ok(());
+    }
+    let end = s
+        .deadline()
+        .map_or(start + max_wait, |d| d.min(start + max_wait));
+    if !busy_wait.is_zero() {
+        let spin_end = end.min(start + busy_wait);
+        loop {
+            let now = Instant::now();
+            if s.service_io(now, true)? > 0 || s.has_pending() {
+                return Ok(());
+            }
+            if now >= spin_end {
+                break;
+            }
+            std::hint::spin_loop();
+        }
     }
     let now = Instant::now();
-    let until = s
-        .deadline()
-        .map_or(max_wait, |t| t.saturating_duration_since(now));
-    // A server's TCP readiness wakes the wait too: handshakes need no timer.
-    s.io().wait(until.min(max_wait))?;
-    Ok(true)
+    if end > now {
+        s.io().wait(end - now)?;
+    }
+    s.service_io(Instant::now(), true)?;
+    Ok(())
 }
 
 /// A running service thread; stopped and joined on drop.

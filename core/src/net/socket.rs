@@ -32,6 +32,21 @@ pub struct SocketConfig {
     /// `SO_PRIORITY` (Linux): queueing priority of outgoing packets (0-6
     /// without privileges).
     pub priority: Option<u32>,
+    /// Game-loop drivers, Linux: receive with `recvmmsg` (every queued
+    /// datagram in one call) and send a service pass's datagrams with one
+    /// `sendmmsg`. Default on; elsewhere one call per datagram.
+    pub batching: bool,
+    /// Game-loop drivers, Linux, with `batching`: UDP segmentation offload
+    /// (`UDP_SEGMENT`) for runs of equal-sized datagrams to one address (the
+    /// fragments of a large message), where the kernel has it. Default on;
+    /// turned off by itself if the network device refuses it.
+    pub gso: bool,
+    /// Game-loop drivers: how long `service_for` spins on the non-blocking
+    /// socket before sleeping in the OS (bounded by its `max_wait` and the
+    /// next protocol deadline). Spinning trades a processor for the OS's
+    /// wake-up latency (tens of microseconds on virtual machines); zero, the
+    /// default, sleeps at once.
+    pub busy_wait: Duration,
 }
 
 impl Default for SocketConfig {
@@ -42,13 +57,17 @@ impl Default for SocketConfig {
             tos: None,
             busy_poll: None,
             priority: None,
+            batching: true,
+            gso: true,
+            busy_wait: Duration::ZERO,
         }
     }
 }
 
 impl SocketConfig {
     /// Settings for latency-critical games: 8 MiB buffers, DSCP EF, 100 µs busy
-    /// polling and priority 6, each applied where the OS allows.
+    /// polling and priority 6, each applied where the OS allows. It does not
+    /// spin in user space: set [`SocketConfig::busy_wait`] for that.
     pub fn low_latency() -> Self {
         Self {
             recv_buffer_bytes: LOW_LATENCY_SOCKET_BUFFER_BYTES,
@@ -56,7 +75,15 @@ impl SocketConfig {
             tos: Some(DSCP_EF_TOS),
             busy_poll: Some(Duration::from_micros(100)),
             priority: Some(6),
+            ..Self::default()
         }
+    }
+
+    /// Spins up to `budget` in `service_for` before sleeping (see
+    /// [`SocketConfig::busy_wait`]).
+    pub fn with_busy_wait(mut self, budget: Duration) -> Self {
+        self.busy_wait = budget;
+        self
     }
 }
 

@@ -1,0 +1,649 @@
+//! Linux's batched UDP system calls for the game-loop drivers: `recvmmsg`
+//! takes every queued datagram (up to [`RECV_BATCH`]) in one call, `sendmmsg`
+//! sends everything a service pass produced in one call, and UDP generic
+//! segmentation offload (`UDP_SEGMENT`, Linux 4.18+) hands a run of equal-sized
+//! datagrams to the same address to the kernel as one buffer, which splits it
+//! late (a bulk transfer's fragments). `ppoll` waits on the socket with a
+//! nanosecond timeout.
+//!
+//! Every call passes `MSG_DONTWAIT`, so these paths never block whatever the
+//! socket's blocking flag (the service thread shares the socket and sets it).
+//! The header arrays point into boxed buffers whose addresses never move; they
+//! are built once, so a call costs no set-up beyond resetting what the kernel
+//! wrote.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+use socket2::SockAddr;
+
+use crate::net::io::FlushReport;
+
+/// Datagrams taken by one `recvmmsg`. A game server's tick from many clients
+/// arrives in a few calls instead of one per datagram; a bigger batch costs
+/// memory (`RECV_BATCH` × the datagram limit) for little more.
+pub const RECV_BATCH: usize = 32;
+/// Datagrams sent by one `sendmmsg` at most (a full batch is flushed early).
+pub const SEND_BATCH: usize = 64;
+/// Bytes of queued sends before a flush: the largest UDP payload, so one GSO
+/// run can fill it.
+const SEND_ARENA_BYTES: usize = 65_507;
+/// Segments per GSO send: the kernel's limit (`UDP_MAX_SEGMENTS`) was 64 until
+/// Linux 6.2.
+const GSO_MAX_SEGMENTS: usize = 64;
+/// `UDP_SEGMENT` (linux/udp.h): not in every libc crate target.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Bytes of a socket address buffer.
+const NAME_BYTES: libc::socklen_t = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+/// Bytes of one GSO control message buffer (a `u16` payload), as `u64`s for
+/// alignment.
+const CONTROL_WORDS: usize = 4;
+
+/// The IP socket address the kernel wrote in `name` (`len` bytes).
+fn socket_addr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match name.ss_family as libc::c_int {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says it is a sockaddr_in, and it is that long.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says it is a sockaddr_in6, and it is that long.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                u32::from_be(a.sin6_flowinfo),
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The receive half: `RECV_BATCH` slots of one datagram each.
+pub struct RecvBatch {
+    /// `RECV_BATCH` slots of `slot_bytes` each.
+    slots: Box<[u8]>,
+    slot_bytes: usize,
+    names: Box<[libc::sockaddr_storage]>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    /// Headers the kernel wrote in the last call, to reset before the next.
+    dirty: usize,
+}
+
+// SAFETY (both batches): the raw pointers in `iovecs` and `headers` point into the boxed
+// buffers owned by the same value; they move with it between threads and are
+// only used through `&mut self`.
+unsafe impl Send for RecvBatch {}
+// SAFETY: as for `RecvBatch`.
+unsafe impl Send for SendBatch {}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slot_bytes", &self.slot_bytes)
+            .finish()
+    }
+}
+
+impl RecvBatch {
+    /// Slots for datagrams of up to `slot_bytes` (longer ones are truncated
+    /// by the kernel, flagged and dropped).
+    pub fn new(slot_bytes: usize) -> Self {
+        let mut slots = vec![0u8; RECV_BATCH * slot_bytes].into_boxed_slice();
+        // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+        let mut names: Box<[libc::sockaddr_storage]> =
+            (0..RECV_BATCH).map(|_| unsafe { zeroed() }).collect();
+        let mut iovecs: Box<[libc::iovec]> = (0..RECV_BATCH)
+            .map(|i| libc::iovec {
+                // SAFETY: in bounds: slot i of RECV_BATCH.
+                iov_base: unsafe { slots.as_mut_ptr().add(i * slot_bytes) }.cast(),
+                iov_len: slot_bytes,
+            })
+            .collect();
+        let headers: Box<[libc::mmsghdr]> = (0..RECV_BATCH)
+            .map(|i| {
+                // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = NAME_BYTES;
+                h.msg_hdr.msg_iov = &mut iovecs[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        Self {
+            slots,
+            slot_bytes,
+            names,
+            iovecs,
+            headers,
+            dirty: 0,
+        }
+    }
+
+    /// Receives the datagrams queued on `socket`, without blocking, into the
+    /// slots. Returns how many (0: none queued). Fewer than [`RECV_BATCH`]
+    /// means the socket was empty when the call returned.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        // The kernel writes the address length, the flags and the length of
+        // each header it fills (and of the one it tried last).
+        let dirty = (self.dirty + 1).min(RECV_BATCH);
+        for h in &mut self.headers[..dirty] {
+            h.msg_hdr.msg_namelen = NAME_BYTES;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        loop {
+            // SAFETY: `headers` holds RECV_BATCH valid headers whose buffers
+            // and names live as long as `self`.
+            let n = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    self.headers.as_mut_ptr(),
+                    RECV_BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                self.dirty = n as usize;
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(0),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Datagram `i` of the last [`RecvBatch::recv`]: its source and bytes, or
+    /// `None` when it was truncated (longer than a slot: not ours) or its
+    /// source is not an IP address.
+    pub fn get(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+        let h = &self.headers[i];
+        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            return None;
+        }
+        let len = (h.msg_len as usize).min(self.slot_bytes);
+        let from = socket_addr(&self.names[i], h.msg_hdr.msg_namelen)?;
+        let _ = &self.iovecs;
+        let start = i * self.slot_bytes;
+        Some((from, &mut self.slots[start..start + len]))
+    }
+}
+
+/// One queued datagram: where its bytes sit in the arena and where it goes.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    to: SocketAddr,
+    offset: usize,
+    len: usize,
+}
+
+/// The send half: datagrams queued back to back in one arena, so a run of
+/// equal-sized ones to one address is already the single buffer GSO wants.
+pub struct SendBatch {
+    arena: Box<[u8]>,
+    used: usize,
+    queued: Vec<Queued>,
+    /// Scratch for one `sendmmsg`, rebuilt per flush (entries point into the
+    /// arena and into these boxes).
+    names: Vec<SockAddr>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    controls: Box<[[u64; CONTROL_WORDS]]>,
+    max_datagram: usize,
+    /// Whether the kernel takes `UDP_SEGMENT` (turned off if a send says no).
+    gso: bool,
+    /// The address the socket is connected to: datagrams for it go without
+    /// one (no route lookup per send).
+    connected: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch")
+            .field("queued", &self.queued.len())
+            .field("gso", &self.gso)
+            .finish()
+    }
+}
+
+impl SendBatch {
+    /// An empty batch for datagrams of up to `max_datagram` bytes, using GSO
+    /// when `gso` (see [`gso_supported`]).
+    pub fn new(max_datagram: usize, gso: bool) -> Self {
+        Self {
+            arena: vec![0u8; SEND_ARENA_BYTES.max(max_datagram)].into_boxed_slice(),
+            used: 0,
+            queued: Vec::with_capacity(SEND_BATCH),
+            names: Vec::with_capacity(SEND_BATCH),
+            // SAFETY: plain C data; all-zero is valid.
+            iovecs: (0..SEND_BATCH).map(|_| unsafe { zeroed() }).collect(),
+            headers: (0..SEND_BATCH).map(|_| unsafe { zeroed() }).collect(),
+            controls: vec![[0u64; CONTROL_WORDS]; SEND_BATCH].into_boxed_slice(),
+            max_datagram,
+            gso,
+            connected: None,
+        }
+    }
+
+    /// The socket was connected to `peer`: datagrams to it name no address.
+    pub fn set_connected(&mut self, peer: SocketAddr) {
+        self.connected = Some(peer);
+    }
+
+    /// Whether GSO is in use.
+    pub fn gso(&self) -> bool {
+        self.gso
+    }
+
+    /// Whether the next datagram may not fit: flush first.
+    pub fn is_full(&self) -> bool {
+        self.queued.len() == SEND_BATCH || self.arena.len() - self.used < self.max_datagram
+    }
+
+    /// Where the next datagram is written (at least the datagram limit long).
+    /// Flush first if [`SendBatch::is_full`].
+    pub fn slot(&mut self) -> &mut [u8] {
+        let end = (self.used + self.max_datagram).min(self.arena.len());
+        &mut self.arena[self.used..end]
+    }
+
+    /// Queues the `len` bytes written at [`SendBatch::slot`] for `to`.
+    pub fn commit(&mut self, to: SocketAddr, len: usize) {
+        debug_assert!(len <= self.max_datagram && !self.is_full());
+        self.queued.push(Queued {
+            to,
+            offset: self.used,
+            len,
+        });
+        self.used += len;
+    }
+
+    /// Sends everything queued in as few system calls as the kernel allows:
+    /// one `sendmmsg`, with consecutive equal-sized datagrams to the same
+    /// address merged into one GSO message.
+    pub fn flush(&mut self, socket: &UdpSocket) -> FlushReport {
+        let mut report = FlushReport::default();
+        if self.queued.is_empty() {
+            return report;
+        }
+        if self.queued.len() == 1 {
+            let q = self.queued[0];
+            report.calls = 1;
+            let datagram = &self.arena[q.offset..q.offset + q.len];
+            let r = if self.connected == Some(q.to) {
+                socket.send(datagram)
+            } else {
+                socket.send_to(datagram, q.to)
+            };
+            match r {
+                Ok(_) => report.sent = 1,
+                Err(_) => report.failed = 1,
+            }
+        } else {
+            self.flush_many(socket.as_raw_fd(), &mut report);
+        }
+        self.queued.clear();
+        self.used = 0;
+        report
+    }
+
+    fn flush_many(&mut self, fd: RawFd, report: &mut FlushReport) {
+        // Group the queue into messages: runs for GSO, else one datagram each.
+        let mut runs: [(usize, usize); SEND_BATCH] = [(0, 0); SEND_BATCH];
+        let mut n_runs = 0;
+        let mut i = 0;
+        while i < self.queued.len() {
+            let first = self.queued[i];
+            let mut j = i + 1;
+            if self.gso {
+                let max_segments = GSO_MAX_SEGMENTS.min(SEND_ARENA_BYTES / first.len.max(1));
+                while j < self.queued.len()
+                    && j - i < max_segments
+                    && self.queued[j].to == first.to
+                    && self.queued[j].len <= first.len
+                {
+                    let shorter = self.queued[j].len < first.len;
+                    j += 1;
+                    // A shorter datagram can only end a run.
+                    if shorter {
+                        break;
+                    }
+                }
+            }
+            runs[n_runs] = (i, j);
+            n_runs += 1;
+            i = j;
+        }
+        let mut start = 0;
+        while start < n_runs {
+            let done = self.send_runs(fd, &runs[start..n_runs], report);
+            start += done;
+        }
+    }
+
+    /// One `sendmmsg` of `runs`; returns how many runs it consumed (at least
+    /// one: a refused first message is counted as failed and skipped).
+    fn send_runs(&mut self, fd: RawFd, runs: &[(usize, usize)], report: &mut FlushReport) -> usize {
+        let count = runs.len();
+        self.names.clear();
+        for (k, &(a, b)) in runs.iter().enumerate() {
+            let first = self.queued[a];
+            let last = self.queued[b - 1];
+            self.names.push(SockAddr::from(first.to));
+            self.iovecs[k] = libc::iovec {
+                // SAFETY: in bounds of the arena: queued bytes.
+                iov_base: unsafe { self.arena.as_mut_ptr().add(first.offset) }.cast(),
+                iov_len: last.offset + last.len - first.offset,
+            };
+            // SAFETY: plain C data; all-zero is valid.
+            self.headers[k] = unsafe { zeroed() };
+            let h = &mut self.headers[k].msg_hdr;
+            if self.connected != Some(first.to) {
+                h.msg_name = self.names[k].as_ptr() as *mut libc::c_void;
+                h.msg_namelen = self.names[k].len();
+            }
+            h.msg_iov = &mut self.iovecs[k];
+            h.msg_iovlen = 1;
+            if b - a > 1 {
+                let control = &mut self.controls[k];
+                // SAFETY: pure arithmetic.
+                let space = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+                debug_assert!(space <= size_of::<[u64; CONTROL_WORDS]>());
+                h.msg_control = control.as_mut_ptr().cast();
+                h.msg_controllen = space as _;
+                // SAFETY: the control buffer is aligned (u64) and `space` long.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(h);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), first.len as u16);
+                }
+            }
+        }
+        report.calls += 1;
+        // SAFETY: `count` headers, each pointing into `self`'s buffers.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let datagrams = |runs: &[(usize, usize)]| runs.iter().map(|(a, b)| b - a).sum::<usize>();
+        if n > 0 {
+            report.sent += datagrams(&runs[..n as usize]);
+            return n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => 0,
+            // The socket buffer is full: the rest is dropped, as UDP would.
+            io::ErrorKind::WouldBlock => {
+                report.failed += datagrams(runs);
+                count
+            }
+            _ if self.gso && e.raw_os_error() == Some(libc::EIO) && runs[0].1 - runs[0].0 > 1 => {
+                // The device cannot segment: retry without GSO from now on.
+                tracing::debug!("UDP GSO refused by the device; sending datagram by datagram");
+                self.gso = false;
+                let (a, b) = runs[0];
+                for q in a..b {
+                    let q = self.queued[q];
+                    let fd_socket = BorrowedUdp(fd);
+                    match fd_socket.send_to(&self.arena[q.offset..q.offset + q.len], q.to) {
+                        Ok(()) => report.sent += 1,
+                        Err(_) => report.failed += 1,
+                    }
+                    report.calls += 1;
+                }
+                1
+            }
+            _ => {
+                tracing::debug!(error = %e, "UDP send failed");
+                report.failed += runs[0].1 - runs[0].0;
+                1
+            }
+        }
+    }
+}
+
+/// `sendto` on a raw descriptor (the GSO fallback).
+struct BorrowedUdp(RawFd);
+
+impl BorrowedUdp {
+    fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        let addr = SockAddr::from(to);
+        // SAFETY: valid buffer and address for the duration of the call.
+        let r = unsafe {
+            libc::sendto(
+                self.0,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT,
+                addr.as_ptr().cast(),
+                addr.len(),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether the kernel knows `UDP_SEGMENT` on this socket.
+pub fn gso_supported(socket: &UdpSocket) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid int-sized out-parameter.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
+/// Waits until `socket` (or `other`, another descriptor such as a readiness
+/// queue) is readable, or `timeout` passes, with the kernel's high-resolution
+/// timer. Returns whether `other` is readable.
+pub fn wait_readable(
+    socket: &UdpSocket,
+    other: Option<RawFd>,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: other.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    let nfds = if other.is_some() { 2 } else { 1 };
+    // SAFETY: `fds` holds `nfds` valid entries; `ts` lives through the call.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), nfds, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(other.is_some() && fds[1].revents != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        (a, b)
+    }
+
+    fn wait(b: &UdpSocket) {
+        assert!(!wait_readable(b, None, Duration::from_secs(2)).unwrap());
+    }
+
+    #[test]
+    fn recvmmsg_takes_everything_queued_in_one_call() {
+        let (a, b) = pair();
+        for i in 0..40u8 {
+            a.send_to(&[i; 100], b.local_addr().unwrap()).unwrap();
+        }
+        let mut batch = RecvBatch::new(1200);
+        let mut got = Vec::new();
+        while got.len() < 40 {
+            wait(&b);
+            let n = batch.recv(&b).unwrap();
+            for i in 0..n {
+                let (from, d) = batch.get(i).unwrap();
+                assert_eq!(from, a.local_addr().unwrap());
+                assert_eq!(d.len(), 100);
+                got.push(d[0]);
+            }
+        }
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+        assert_eq!(batch.recv(&b).unwrap(), 0, "empty: no error, no block");
+    }
+
+    #[test]
+    fn oversized_datagrams_are_flagged() {
+        let (a, b) = pair();
+        a.send_to(&[1; 300], b.local_addr().unwrap()).unwrap();
+        a.send_to(&[2; 50], b.local_addr().unwrap()).unwrap();
+        let mut batch = RecvBatch::new(200);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            wait(&b);
+            let n = batch.recv(&b).unwrap();
+            for i in 0..n {
+                seen.push(batch.get(i).map(|(_, d)| d.len()));
+            }
+        }
+        assert_eq!(seen, vec![None, Some(50)]);
+    }
+
+    fn send_and_collect(
+        gso: bool,
+        sizes: &[(usize, bool)],
+    ) -> (Vec<(u8, usize, bool)>, FlushReport) {
+        let (a, b) = pair();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = SendBatch::new(1200, gso && gso_supported(&a));
+        for (k, &(len, to_b)) in sizes.iter().enumerate() {
+            let slot = batch.slot();
+            slot[..len].fill(k as u8);
+            let to = if to_b { b.local_addr() } else { c.local_addr() }.unwrap();
+            batch.commit(to, len);
+        }
+        assert_eq!(batch.gso(), gso && gso_supported(&a));
+        let report = batch.flush(&a);
+        let mut got = Vec::new();
+        let mut rb = RecvBatch::new(1200);
+        for (sock, is_b) in [(&b, true), (&c, false)] {
+            let expect = sizes.iter().filter(|s| s.1 == is_b).count();
+            let mut n_got = 0;
+            while n_got < expect {
+                wait(sock);
+                let n = rb.recv(sock).unwrap();
+                for i in 0..n {
+                    let (_, d) = rb.get(i).unwrap();
+                    assert!(d.iter().all(|&x| x == d[0]));
+                    got.push((d[0], d.len(), is_b));
+                }
+                n_got += n;
+            }
+        }
+        got.sort();
+        (got, report)
+    }
+
+    #[test]
+    fn sendmmsg_and_gso_deliver_every_datagram_intact() {
+        // Fragments of a bulk message (equal, then a shorter last one), then
+        // small datagrams to two addresses interleaved.
+        let mut sizes: Vec<(usize, bool)> = vec![(1200, true); 20];
+        sizes.push((700, true));
+        sizes.extend([(64, true), (64, false), (64, true), (90, true), (90, true)]);
+        for gso in [false, true] {
+            let (got, report) = send_and_collect(gso, &sizes);
+            let mut want: Vec<(u8, usize, bool)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(k, &(len, b))| (k as u8, len, b))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "gso {gso}");
+            assert_eq!(report.sent, sizes.len());
+            assert_eq!(report.failed, 0);
+            assert_eq!(report.calls, 1, "one system call for the whole batch");
+        }
+    }
+
+    #[test]
+    fn a_full_batch_says_so() {
+        let mut batch = SendBatch::new(1200, false);
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut n = 0;
+        while !batch.is_full() {
+            batch.commit(to, 1200);
+            n += 1;
+        }
+        assert_eq!(n, SEND_ARENA_BYTES / 1200);
+        let mut small = SendBatch::new(1200, false);
+        for _ in 0..SEND_BATCH {
+            assert!(!small.is_full());
+            small.commit(to, 10);
+        }
+        assert!(small.is_full());
+    }
+
+    #[test]
+    fn ppoll_times_out_precisely_and_wakes_on_data() {
+        let (a, b) = pair();
+        let t = std::time::Instant::now();
+        wait_readable(&b, None, Duration::from_micros(300)).unwrap();
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_micros(300), "{waited:?}");
+        a.send_to(b"x", b.local_addr().unwrap()).unwrap();
+        wait(&b);
+        let mut batch = RecvBatch::new(64);
+        assert_eq!(batch.recv(&b).unwrap(), 1);
+    }
+}
