@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.send_now(channel, text.as_bytes())?;
         let deadline = sent + Duration::from_secs(1);
         while Instant::now() < deadline {
-            client.service_for(Duration::from_millis(1))?;
+            client.service_for(Duration::from_millis(16))?;
             if let Some(ClientEvent::Disconnected(reason)) = client.poll_event() {
                 println!("disconnected: {reason}");
                 return Ok(());

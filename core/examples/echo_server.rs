@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut buf = Vec::new();
     loop {
         // Wait up to 1 ms for traffic, then do all pending work.
-        server.service_for(Duration::from_millis(1))?;
+        server.service_for(Duration::from_millis(16))?;
         while let Some(event) = server.poll_event() {
             match event {
                 PeerEvent::Connected(peer) => {

@@ -383,6 +383,11 @@ impl Client {
     /// to `max_wait` for a datagram or the next protocol deadline (whichever
     /// comes first) and services again. With `SocketConfig::busy_wait` it
     /// spins that long before sleeping.
+    ///
+    /// A `max_wait` of a frame (say 16 ms) costs nothing when traffic flows: the
+    /// wait ends with the first datagram. Waits shorter than the kernel tick
+    /// (1 to 10 ms) arm a high-resolution timer, which on virtual machines
+    /// costs a hypervisor exit per wait.
     pub fn service_for(&mut self, max_wait: Duration) -> io::Result<()> {
         service_for(
             &self.state,
