@@ -920,6 +920,15 @@ int32_t fastnet_client_stats(FastNetClient client, struct FastNetStats *out);
 int32_t fastnet_client_enable_service_thread(FastNetClient client);
 
 /**
+ * Makes `fastnet_client_service` spin on the socket for up to `us`
+ * microseconds (bounded by its timeout) before sleeping in the OS: lower
+ * latency for a processor. 0, the default, sleeps at once. During a
+ * non-blocking connect it applies once connected. Returns `FASTNET_OK` or
+ * `FASTNET_ERROR_INVALID_HANDLE`.
+ */
+int32_t fastnet_client_set_busy_wait_us(FastNetClient client, uint32_t us);
+
+/**
  * The client's state: `FASTNET_CLIENT_CONNECTING`, `FASTNET_CLIENT_CONNECTED`,
  * `FASTNET_CLIENT_DISCONNECTED` or `FASTNET_CLIENT_FAILED`, or a negative
  * `FASTNET_ERROR_` code for an invalid handle. It changes as events are
@@ -1106,6 +1115,14 @@ int32_t fastnet_server_local_ports(FastNetServer server, uint16_t *udp_port, uin
  * `FASTNET_OK`, `FASTNET_ERROR_IO` or `FASTNET_ERROR_INVALID_HANDLE`.
  */
 int32_t fastnet_server_enable_service_thread(FastNetServer server);
+
+/**
+ * Makes `fastnet_server_service` spin on the socket for up to `us`
+ * microseconds (bounded by its timeout) before sleeping in the OS: lower
+ * latency for a processor. 0, the default, sleeps at once. Returns
+ * `FASTNET_OK` or `FASTNET_ERROR_INVALID_HANDLE`.
+ */
+int32_t fastnet_server_set_busy_wait_us(FastNetServer server, uint32_t us);
 
 /**
  * Closes every connection (telling the peers), closes the sockets, stops the

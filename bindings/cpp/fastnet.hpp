@@ -353,6 +353,11 @@ public:
         return detail::check(fastnet_client_enable_service_thread(handle_));
     }
 
+    /// service() spins up to `us` microseconds before sleeping (0: never).
+    Status set_busy_wait_us(std::uint32_t us) {
+        return detail::check(fastnet_client_set_busy_wait_us(handle_, us));
+    }
+
     /// FASTNET_CLIENT_CONNECTING / _CONNECTED / _DISCONNECTED / _FAILED.
     Result<std::int32_t> state() const {
         std::int32_t s = fastnet_client_state(handle_);
@@ -515,6 +520,11 @@ public:
 
     Status enable_service_thread() {
         return detail::check(fastnet_server_enable_service_thread(handle_));
+    }
+
+    /// service() spins up to `us` microseconds before sleeping (0: never).
+    Status set_busy_wait_us(std::uint32_t us) {
+        return detail::check(fastnet_server_set_busy_wait_us(handle_, us));
     }
 
     /// Closes everything and frees the handle now (the object is then empty).

@@ -28,6 +28,10 @@ fn echo_on_every_channel_with_events_in_order() {
     assert_eq!(first.kind, FASTNET_EVENT_CONNECTED);
     assert_eq!(first.peer, FASTNET_SERVER_PEER_ID);
 
+    // Both sides spin briefly before sleeping in their service calls.
+    assert_eq!(fastnet_client_set_busy_wait_us(client, 50), 0);
+    assert_eq!(fastnet_server_set_busy_wait_us(server.handle, 50), 0);
+
     let messages: Vec<(u8, Vec<u8>)> = (0..4u8)
         .map(|ch| (ch, format!("hello on channel {ch}").into_bytes()))
         .chain([(0, Vec::new()), (0, vec![7u8; 5000])])
@@ -184,6 +188,8 @@ fn server_kicks_a_peer_and_broadcasts() {
 fn nonblocking_connect_reports_connected_then_data() {
     let server = TestServer::start();
     let client = server.connect(|c| c.nonblocking = true);
+    // Set while connecting, it applies once connected.
+    assert_eq!(fastnet_client_set_busy_wait_us(client, 20), 0);
     // Until connected, sends are refused with NOT_CONNECTED (or it is already up).
     let rc = send(client, 0, b"early");
     assert!(rc == FASTNET_ERROR_NOT_CONNECTED as i32 || rc == 0, "{rc}");

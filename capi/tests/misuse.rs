@@ -53,6 +53,14 @@ fn null_handles() {
             fastnet_client_enable_service_thread(null_c),
             code(FASTNET_ERROR_INVALID_HANDLE)
         );
+        assert_eq!(
+            fastnet_client_set_busy_wait_us(null_c, 50),
+            code(FASTNET_ERROR_INVALID_HANDLE)
+        );
+        assert_eq!(
+            fastnet_server_set_busy_wait_us(null_s, 50),
+            code(FASTNET_ERROR_INVALID_HANDLE)
+        );
         assert!(!fastnet_server_poll(null_s, &mut ev));
         assert_eq!(
             fastnet_server_peer_count(null_s),

@@ -169,6 +169,8 @@ int main(void) {
     CHECK_CODE(fastnet_client_rtt_us(NULL), FASTNET_ERROR_INVALID_HANDLE);
     CHECK_CODE(fastnet_client_state(NULL), FASTNET_ERROR_INVALID_HANDLE);
     CHECK_CODE(fastnet_client_enable_service_thread(NULL), FASTNET_ERROR_INVALID_HANDLE);
+    CHECK_CODE(fastnet_client_set_busy_wait_us(NULL, 50), FASTNET_ERROR_INVALID_HANDLE);
+    CHECK_CODE(fastnet_server_set_busy_wait_us(NULL, 50), FASTNET_ERROR_INVALID_HANDLE);
     CHECK_CODE(fastnet_client_disconnect(NULL), FASTNET_ERROR_INVALID_HANDLE);
     CHECK_CODE(fastnet_client_destroy(NULL), FASTNET_ERROR_INVALID_HANDLE);
     CHECK(!fastnet_server_poll(NULL, &ev));

@@ -548,6 +548,12 @@ impl Server {
         s.io.flush(now);
     }
 
+    /// Sets how long `service_for` spins on the socket before sleeping (see
+    /// `SocketConfig::busy_wait`); zero sleeps at once.
+    pub fn set_busy_wait(&mut self, budget: Duration) {
+        self.busy_wait = budget;
+    }
+
     /// Counters of the UDP socket's system calls.
     pub fn io_stats(&self) -> IoStats {
         lock(&self.state).io.stats()
