@@ -221,6 +221,18 @@ impl AckRanges {
         }
     }
 
+    /// Moves the ranges back inline if they fit, freeing the heap array (for an
+    /// idle connection: a later need for more ranges allocates it again).
+    pub fn shrink(&mut self) {
+        if let Spans::Heap(heap) = &self.spans {
+            if self.len <= INLINE_SPANS {
+                let mut inline = [Span::default(); INLINE_SPANS];
+                inline[..self.len].copy_from_slice(&heap[..self.len]);
+                self.spans = Spans::Inline(inline);
+            }
+        }
+    }
+
     /// Forgets every packet number below `pn` (once the peer has received an ACK
     /// covering them, acknowledging them again is useless).
     /// [`largest`](Self::largest) is unchanged.
@@ -386,10 +398,17 @@ mod tests {
         set.insert(50);
         assert!(matches!(set.spans, Spans::Heap(_)));
         assert_eq!(ranges(&set), [100..=101, 50..=50, 12..=12, 8..=8, 0..=4]);
-        // The heap array stays once there.
-        set.remove_below(200);
-        assert!(set.is_empty());
+        // The heap array stays once there, until `shrink` when few are left.
+        set.remove_below(8);
+        assert_eq!(set.len(), 4);
         assert!(matches!(set.spans, Spans::Heap(_)));
+        set.shrink();
+        assert!(matches!(set.spans, Spans::Inline(_)));
+        assert_eq!(ranges(&set), [100..=101, 50..=50, 12..=12, 8..=8]);
+        set.insert(20);
+        set.shrink();
+        assert!(matches!(set.spans, Spans::Heap(_)), "5 ranges do not fit");
+        assert_eq!(set.len(), 5);
     }
 
     #[test]

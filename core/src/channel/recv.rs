@@ -28,6 +28,15 @@ impl Inbox {
         }
     }
 
+    /// Frees pooled buffers and the capacity of an empty queue (an idle
+    /// connection).
+    pub fn release_idle(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+        self.pool.release();
+    }
+
     fn deliver(&mut self, channel: ChannelId, data: Vec<u8>) {
         self.bytes += data.len();
         self.delivered += 1;
@@ -494,6 +503,21 @@ impl RecvChannels {
             .map(|r| r.reassembly.data.len())
             .sum();
         reliable + unreliable
+    }
+
+    /// Frees the capacity of empty reorder windows and reassembly tables (an
+    /// idle connection).
+    pub fn release_idle(&mut self) {
+        for c in &mut self.channels {
+            if let ChannelRecv::Reliable(r) = c {
+                if r.slots.is_empty() {
+                    r.slots = VecDeque::new();
+                }
+            }
+        }
+        if self.reassemblies.is_empty() {
+            self.reassemblies = Vec::new();
+        }
     }
 
     /// Releases every buffer (connection closed).
