@@ -11,8 +11,8 @@
 //! connection: generation `g` seals with the send key of `g`, expects the peer's
 //! packets under the receive key of `g`, and its key-phase bit is `g & 1`.
 //!
-//! Receive path, per packet: [`KeyPhases::select_recv_key`] (or
-//! [`KeyPhases::open_in_place`]), open with [`KeyPhases::recv_key`], then
+//! Receive path, per packet: [`KeyPhases::select_recv_key`] and
+//! [`KeyPhases::open_selected`] (or both at once, [`KeyPhases::open_in_place`]), then
 //! [`KeyPhases::on_packet_authenticated`] *only if the packet authenticated*, then
 //! [`KeyPhases::check_key_update_frame`] for a KEY_UPDATE frame it carries.
 //!
@@ -30,7 +30,6 @@
 //! derived from its secret when an update starts. An idle connection thus holds
 //! two expanded keys, not five.
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{derive_iv, AeadBackend, CryptoError, PacketKey, PacketKeyBytes, Secret};
@@ -292,27 +291,50 @@ impl KeyPhases {
         })
     }
 
-    /// The key of a selection just returned by [`KeyPhases::select_recv_key`];
-    /// `None` if the state changed since (stale selection).
+    /// Opens a packet in place (see [`PacketKey::open_in_place`]) with the key
+    /// of a selection just returned by [`KeyPhases::select_recv_key`], and
+    /// returns the plaintext length; [`OpenError::NoKey`] if the state changed
+    /// since (stale selection). Does not change any state.
     ///
-    /// The current key is borrowed; the previous and next ones are expanded from
-    /// their bytes into the returned value (on the stack, no allocation).
-    pub fn recv_key(&self, selection: RecvKeySelection) -> Option<Cow<'_, PacketKey>> {
+    /// The current key is used as held; the previous and next ones are expanded
+    /// from their bytes on the stack (no allocation).
+    pub fn open_selected(
+        &self,
+        selection: RecvKeySelection,
+        packet_number: u64,
+        header: &[u8],
+        payload_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
         let bytes = match selection.slot {
             KeySlot::Current if selection.generation == self.generation => {
-                return Some(Cow::Borrowed(&self.recv_current))
+                return Ok(self.recv_current.open_in_place(
+                    packet_number,
+                    header,
+                    payload_and_tag,
+                )?);
             }
             KeySlot::Next if selection.generation == self.generation + 1 => &self.recv_next,
             KeySlot::Previous if selection.generation + 1 == self.generation => {
-                self.recv_previous.as_ref()?
+                self.recv_previous.as_ref().ok_or(OpenError::NoKey)?
             }
-            _ => return None,
+            _ => return Err(OpenError::NoKey),
         };
-        Some(Cow::Owned(PacketKey::from_bytes(
-            bytes,
-            self.recv_iv,
-            self.backend,
-        )))
+        self.open_expanded(bytes, packet_number, header, payload_and_tag)
+    }
+
+    /// Opens with a key held as bytes, expanded for this packet only (kept out
+    /// of line: the current key's path stays small).
+    #[cold]
+    #[inline(never)]
+    fn open_expanded(
+        &self,
+        bytes: &PacketKeyBytes,
+        packet_number: u64,
+        header: &[u8],
+        payload_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        let key = PacketKey::from_bytes(bytes, self.recv_iv, self.backend);
+        Ok(key.open_in_place(packet_number, header, payload_and_tag)?)
     }
 
     /// Selects the key and opens the packet in place (see
@@ -329,8 +351,7 @@ impl KeyPhases {
         let selection = self
             .select_recv_key(phase_bit, packet_number)
             .ok_or(OpenError::NoKey)?;
-        let key = self.recv_key(selection).ok_or(OpenError::NoKey)?;
-        let len = key.open_in_place(packet_number, header, payload_and_tag)?;
+        let len = self.open_selected(selection, packet_number, header, payload_and_tag)?;
         Ok((selection, len))
     }
 
@@ -861,10 +882,14 @@ mod tests {
         assert!(a.keys.initiate(now));
         let p = a.send(now);
         let sel = b.keys.select_recv_key(p.phase(), p.pn).unwrap();
-        assert!(b.keys.recv_key(sel).is_some());
+        let open = |keys: &KeyPhases| {
+            let mut buf = p.sealed.clone();
+            keys.open_selected(sel, p.pn, &p.header, &mut buf)
+        };
+        assert_eq!(open(&b.keys), Ok(p.sealed.len() - crate::crypto::TAG_BYTES));
         b.recv(&p, now);
         // The Next key of generation 1 is now the current one.
-        assert!(b.keys.recv_key(sel).is_none());
+        assert_eq!(open(&b.keys), Err(OpenError::NoKey));
         // Re-authenticating with a stale selection changes nothing.
         assert_eq!(b.keys.on_packet_authenticated(sel, p.pn, now, PTO), None);
         assert_eq!(b.keys.generation(), 1);

@@ -21,7 +21,7 @@ use crate::config::{ChannelId, ConfigError, TransportConfig};
 use crate::crypto::{Secret, TAG_BYTES};
 use crate::error::{close_code, DisconnectReason, DropReason, SendError, Violation};
 use crate::frame::{Frame, FrameReader};
-use crate::keys::KeyPhases;
+use crate::keys::{KeyPhases, OpenError};
 use crate::packet::{
     decode_packet_number, truncate_packet_number, ConnectionId, Header, HeaderError, HEADER_BYTES,
 };
@@ -408,19 +408,19 @@ impl Connection {
             .select_recv_key(header.key_phase, pn)
             .ok_or(DropReason::KeysDiscarded)?;
         let (head, body) = datagram.split_at_mut(HEADER_BYTES);
-        let key = self
-            .keys
-            .recv_key(selection)
-            .ok_or(DropReason::KeysDiscarded)?;
-        let Ok(len) = key.open_in_place(pn, head, body) else {
-            self.authentication_failures += 1;
-            if self.authentication_failures >= MAX_AUTHENTICATION_FAILURES {
-                self.disconnect(
-                    DisconnectReason::AuthenticationFailures,
-                    Some(close_code::AUTHENTICATION_FAILURES),
-                );
+        let len = match self.keys.open_selected(selection, pn, head, body) {
+            Ok(len) => len,
+            Err(OpenError::NoKey) => return Err(DropReason::KeysDiscarded),
+            Err(OpenError::Crypto(_)) => {
+                self.authentication_failures += 1;
+                if self.authentication_failures >= MAX_AUTHENTICATION_FAILURES {
+                    self.disconnect(
+                        DisconnectReason::AuthenticationFailures,
+                        Some(close_code::AUTHENTICATION_FAILURES),
+                    );
+                }
+                return Err(DropReason::AuthenticationFailed);
             }
-            return Err(DropReason::AuthenticationFailed);
         };
         let payload = &body[..len];
         // Refuse new data, unacknowledged, while the application is not reading.
