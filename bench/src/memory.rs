@@ -64,10 +64,9 @@ pub fn measure(h: &Harness) -> Vec<MemoryResult> {
     out
 }
 
-/// Where one connection's memory goes: its inline size (it lives inside the
-/// endpoint's peer table, so this is paid per slot of the table, occupied or
-/// not), one `PacketKey` of it (ring's expanded key), and the heap that
-/// `Connection::new` allocates.
+/// Where one connection's memory goes: its inline size (boxed in the
+/// endpoint's peer table), one `PacketKey` of it (ring's expanded key; a
+/// connection holds two), and the heap that `Connection::new` allocates.
 pub fn one_connection() -> Vec<MemoryResult> {
     let config = Arc::new(TransportConfig::default());
     let (_, keys) = session_keys_pair(7);
@@ -78,7 +77,7 @@ pub fn one_connection() -> Vec<MemoryResult> {
     drop(conn);
     [
         (
-            "`size_of::<Connection>()` (inline, per table slot)",
+            "`size_of::<Connection>()` (inline, boxed in the endpoint's table)",
             std::mem::size_of::<Connection>() as f64,
         ),
         (

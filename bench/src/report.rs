@@ -289,13 +289,14 @@ impl Report {
                 key.and_then(|m| m.heap_per_client),
             ) {
                 notes.push(format!(
-                    "**Memory per connection.** A `Connection` is {i:.0} bytes inline and lives by value in the \
-                     endpoint's peer `HashMap`, whose table keeps free slots of the same size (load ≤ 87.5 %, doubling), \
-                     hence 1.5–2× that per connection. Five `PacketKey`s (current, next and previous phases) of {k:.0} \
-                     bytes each, {:.0} bytes, are ring's `LessSafeKey`, sized for any of ring's algorithms. Boxing \
-                     connections in the table, and expanding next-phase keys only when a key update starts, would bring \
-                     an idle connection near 3 KiB.",
-                    5.0 * k
+                    "**Memory per connection.** A `Connection` is {i:.0} bytes inline, boxed in the endpoint's peer \
+                     table (a free slot of the table costs 16 bytes, not a connection). Of that, {:.0} bytes are the \
+                     two `PacketKey`s used on every packet (current send and receive keys, {k:.0} bytes each: ring's \
+                     `LessSafeKey`, sized for any of ring's algorithms); the next and previous receive keys are kept as \
+                     their 32 raw bytes and expanded on the stack when a packet needs them. The rest of an idle \
+                     connection is its channel tables and one sent-packet ring on the heap; a connection idle for four \
+                     keep-alive intervals also frees the buffers and queue capacity its traffic left behind.",
+                    2.0 * k
                 ));
             }
         }
@@ -691,8 +692,8 @@ impl Report {
              growth from `/proc/<pid>/statm` over its RSS after one warm-up connect, divided by the clients. Sans-IO: \
              `Endpoint::insert` of connections made from `fastnet::sim::session_keys_pair` keys, each answering its client's \
              first packet, in this process; live heap bytes from the counting allocator (exact). The last three rows \
-             break one connection down: its inline size (held in the endpoint's hash table, whose free slots cost the \
-             same), one packet key, and what `Connection::new` allocates on the heap.\n"
+             break one connection down: its inline size (boxed in the endpoint's table), one packet key, and what \
+             `Connection::new` allocates on the heap.\n"
         );
         let _ = writeln!(s, "| method | idle connections | server RSS growth per connection | server memory per connection |");
         let _ = writeln!(s, "|---|---|---|---|");

@@ -1,7 +1,9 @@
 //! The receiver's record of which packet numbers arrived (PROTOCOL.md §3.1,
 //! §6.1): [`AckRanges`], a bounded set of disjoint ranges that tells the
 //! connection when a gap appears (so it acknowledges at once) and writes the ACK
-//! frames that report it. It never allocates after construction.
+//! frames that report it. It holds a few ranges inline and allocates at most
+//! once, when a lossy or reordering link first needs more (the heap array is
+//! then kept, so the steady state never allocates).
 
 use std::ops::RangeInclusive;
 
@@ -52,13 +54,44 @@ struct Span {
     high: u64,
 }
 
+/// Ranges held without allocating. An in-order link needs one, a link that
+/// loses or reorders now and then a few; only a set that needs more moves to a
+/// heap array of [`MAX_ACK_RANGES_KEPT`] (1 KiB), which an idle connection
+/// would otherwise carry for nothing.
+const INLINE_SPANS: usize = 4;
+
+/// Storage of the spans: inline until more than [`INLINE_SPANS`] are needed,
+/// then on the heap for good (moving back would allocate again at the next
+/// loss).
+#[derive(Debug, Clone)]
+enum Spans {
+    Inline([Span; INLINE_SPANS]),
+    Heap(Box<[Span; MAX_ACK_RANGES_KEPT]>),
+}
+
+impl Spans {
+    fn as_slice(&self) -> &[Span] {
+        match self {
+            Spans::Inline(spans) => spans,
+            Spans::Heap(spans) => &spans[..],
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Span] {
+        match self {
+            Spans::Inline(spans) => spans,
+            Spans::Heap(spans) => &mut spans[..],
+        }
+    }
+}
+
 /// Set of received packet numbers as at most [`MAX_ACK_RANGES_KEPT`] disjoint,
 /// non-adjacent ranges, with the largest number ever inserted.
 #[derive(Debug, Clone)]
 pub struct AckRanges {
     /// `spans[..len]`, in increasing order, each separated from the next by at
     /// least one missing number.
-    spans: [Span; MAX_ACK_RANGES_KEPT],
+    spans: Spans,
     len: usize,
     largest: Option<u64>,
 }
@@ -73,7 +106,7 @@ impl AckRanges {
     /// An empty set.
     pub fn new() -> Self {
         AckRanges {
-            spans: [Span::default(); MAX_ACK_RANGES_KEPT],
+            spans: Spans::Inline([Span::default(); INLINE_SPANS]),
             len: 0,
             largest: None,
         }
@@ -101,14 +134,14 @@ impl AckRanges {
     /// Whether `pn` is in the set.
     pub fn contains(&self, pn: u64) -> bool {
         let i = self.index_above(pn);
-        i > 0 && self.spans[i - 1].high >= pn
+        i > 0 && self.spans.as_slice()[i - 1].high >= pn
     }
 
     /// The ranges, highest first.
     pub fn iter_desc(
         &self,
     ) -> impl ExactSizeIterator<Item = RangeInclusive<u64>> + DoubleEndedIterator + Clone + '_ {
-        self.spans[..self.len]
+        self.spans.as_slice()[..self.len]
             .iter()
             .rev()
             .map(|span| span.low..=span.high)
@@ -116,7 +149,7 @@ impl AckRanges {
 
     /// Index of the first span whose low end is above `pn`.
     fn index_above(&self, pn: u64) -> usize {
-        self.spans[..self.len].partition_point(|span| span.low <= pn)
+        self.spans.as_slice()[..self.len].partition_point(|span| span.low <= pn)
     }
 
     /// Records packet number `pn`, merging it with adjacent ranges. When it
@@ -143,27 +176,33 @@ impl AckRanges {
         self.largest = Some(self.largest.map_or(pn, |largest| largest.max(pn)));
 
         let i = self.index_above(pn);
+        let len = self.len;
+        let spans = self.spans.as_mut_slice();
         // pn is not in the set, so the span below (if any) ends before pn.
-        let joins_below = i > 0 && self.spans[i - 1].high + 1 == pn;
-        let joins_above = i < self.len && pn + 1 == self.spans[i].low;
+        let joins_below = i > 0 && spans[i - 1].high + 1 == pn;
+        let joins_above = i < len && pn + 1 == spans[i].low;
         match (joins_below, joins_above) {
             (true, true) => {
-                self.spans[i - 1].high = self.spans[i].high;
-                self.spans.copy_within(i + 1..self.len, i);
+                spans[i - 1].high = spans[i].high;
+                spans.copy_within(i + 1..len, i);
                 self.len -= 1;
             }
-            (true, false) => self.spans[i - 1].high = pn,
-            (false, true) => self.spans[i].low = pn,
+            (true, false) => spans[i - 1].high = pn,
+            (false, true) => spans[i].low = pn,
             (false, false) => {
                 let span = Span { low: pn, high: pn };
-                if self.len < MAX_ACK_RANGES_KEPT {
-                    self.spans.copy_within(i..self.len, i + 1);
-                    self.spans[i] = span;
+                if len < MAX_ACK_RANGES_KEPT {
+                    if len == spans.len() {
+                        self.spill();
+                    }
+                    let spans = self.spans.as_mut_slice();
+                    spans.copy_within(i..len, i + 1);
+                    spans[i] = span;
                     self.len += 1;
                 } else if i > 0 {
                     // Forget the lowest range to make room.
-                    self.spans.copy_within(1..i, 0);
-                    self.spans[i - 1] = span;
+                    spans.copy_within(1..i, 0);
+                    spans[i - 1] = span;
                 }
                 // else: pn would be the lowest range of a full set; forget it.
             }
@@ -171,15 +210,40 @@ impl AckRanges {
         outcome
     }
 
+    /// Moves the inline spans to the heap array, once (see [`INLINE_SPANS`]):
+    /// called when the inline array is full and one more range is needed.
+    #[cold]
+    fn spill(&mut self) {
+        if let Spans::Inline(inline) = &self.spans {
+            let mut heap = Box::new([Span::default(); MAX_ACK_RANGES_KEPT]);
+            heap[..INLINE_SPANS].copy_from_slice(inline);
+            self.spans = Spans::Heap(heap);
+        }
+    }
+
+    /// Moves the ranges back inline if they fit, freeing the heap array (for an
+    /// idle connection: a later need for more ranges allocates it again).
+    pub fn shrink(&mut self) {
+        if let Spans::Heap(heap) = &self.spans {
+            if self.len <= INLINE_SPANS {
+                let mut inline = [Span::default(); INLINE_SPANS];
+                inline[..self.len].copy_from_slice(&heap[..self.len]);
+                self.spans = Spans::Inline(inline);
+            }
+        }
+    }
+
     /// Forgets every packet number below `pn` (once the peer has received an ACK
     /// covering them, acknowledging them again is useless).
     /// [`largest`](Self::largest) is unchanged.
     pub fn remove_below(&mut self, pn: u64) {
-        let gone = self.spans[..self.len].partition_point(|span| span.high < pn);
-        self.spans.copy_within(gone..self.len, 0);
+        let len = self.len;
+        let spans = self.spans.as_mut_slice();
+        let gone = spans[..len].partition_point(|span| span.high < pn);
+        spans.copy_within(gone..len, 0);
         self.len -= gone;
-        if self.len > 0 && self.spans[0].low < pn {
-            self.spans[0].low = pn;
+        if self.len > 0 && spans[0].low < pn {
+            spans[0].low = pn;
         }
     }
 
@@ -237,7 +301,7 @@ impl AckRanges {
 
     /// The newest `max_ranges` spans, highest first.
     fn spans_desc(&self, max_ranges: usize) -> impl ExactSizeIterator<Item = Span> + '_ {
-        self.spans[..self.len]
+        self.spans.as_slice()[..self.len]
             .iter()
             .rev()
             .take(max_ranges)
@@ -313,6 +377,38 @@ mod tests {
         assert_eq!(ranges(&set), [9..=15]);
         assert_eq!(set.len(), 1);
         assert!(set.contains(9) && set.contains(15) && !set.contains(8) && !set.contains(16));
+    }
+
+    #[test]
+    fn a_few_ranges_stay_inline_and_more_spill_once() {
+        let mut set = AckRanges::new();
+        for k in 0..INLINE_SPANS as u64 {
+            set.insert(4 * k);
+        }
+        // Growing existing ranges needs no room.
+        for pn in 1..4 {
+            set.insert(pn);
+        }
+        assert_eq!(set.len(), INLINE_SPANS - 1);
+        set.insert(100);
+        assert_eq!(set.len(), INLINE_SPANS);
+        assert!(matches!(set.spans, Spans::Inline(_)));
+        set.insert(101);
+        assert!(matches!(set.spans, Spans::Inline(_)));
+        set.insert(50);
+        assert!(matches!(set.spans, Spans::Heap(_)));
+        assert_eq!(ranges(&set), [100..=101, 50..=50, 12..=12, 8..=8, 0..=4]);
+        // The heap array stays once there, until `shrink` when few are left.
+        set.remove_below(8);
+        assert_eq!(set.len(), 4);
+        assert!(matches!(set.spans, Spans::Heap(_)));
+        set.shrink();
+        assert!(matches!(set.spans, Spans::Inline(_)));
+        assert_eq!(ranges(&set), [100..=101, 50..=50, 12..=12, 8..=8]);
+        set.insert(20);
+        set.shrink();
+        assert!(matches!(set.spans, Spans::Heap(_)), "5 ranges do not fit");
+        assert_eq!(set.len(), 5);
     }
 
     #[test]

@@ -88,6 +88,37 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The raw bytes of one packet key, `HKDF-Expand(S, "fastnet v1 key", 32)`.
+///
+/// The key phases keep keys they use only now and then (the previous and the
+/// next receive key) as these 32 bytes rather than as an expanded [`PacketKey`]
+/// (560 bytes with ring): making a `PacketKey` from them is a copy for
+/// ChaCha20-Poly1305, no key derivation. Erased on drop; never in `Debug`
+/// output.
+#[derive(Clone)]
+pub(crate) struct PacketKeyBytes([u8; KEY_BYTES]);
+
+impl PacketKeyBytes {
+    /// The packet key of `secret`.
+    pub(crate) fn derive(secret: &Secret) -> PacketKeyBytes {
+        let mut key = [0u8; KEY_BYTES];
+        secret.expand(LABEL_KEY, &mut key);
+        PacketKeyBytes(key)
+    }
+}
+
+impl Drop for PacketKeyBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for PacketKeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PacketKeyBytes(<redacted>)")
+    }
+}
+
 /// Output length for ring's HKDF-Expand.
 struct OutputLen(usize);
 
@@ -149,11 +180,16 @@ impl PacketKey {
     /// The key of `secret` (`HKDF-Expand(S, "fastnet v1 key", 32)`) with the
     /// direction's `iv` (from [`derive_iv`] on the direction's first secret).
     pub fn new(secret: &Secret, iv: [u8; IV_BYTES], backend: AeadBackend) -> PacketKey {
-        let mut key = [0u8; KEY_BYTES];
-        secret.expand(LABEL_KEY, &mut key);
-        let packet_key = PacketKey::from_raw(key, iv, backend);
-        key.zeroize();
-        packet_key
+        PacketKey::from_bytes(&PacketKeyBytes::derive(secret), iv, backend)
+    }
+
+    /// The key of already derived key bytes (see [`PacketKeyBytes`]).
+    pub(crate) fn from_bytes(
+        key: &PacketKeyBytes,
+        iv: [u8; IV_BYTES],
+        backend: AeadBackend,
+    ) -> PacketKey {
+        PacketKey::from_raw(key.0, iv, backend)
     }
 
     /// A key from raw key and IV bytes (test vectors; the protocol derives keys

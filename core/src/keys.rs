@@ -1,17 +1,18 @@
 //! The key-phase state machine of PROTOCOL.md §4 for one connection, both
 //! directions: this module owns the packet keys of the current generation, the
-//! precomputed keys of the next one, the previous receive key kept for reordered
-//! packets, and the rules deciding when an update may be initiated, which key
-//! opens an incoming packet (from its key-phase bit and packet number, never by
-//! trial decryption) and when the previous key is erased. It is sans-IO: time is
-//! passed in, nothing here reads a clock, sends or parses anything.
+//! secrets (and precomputed receive key) of the next one, the previous receive
+//! key kept for reordered packets, and the rules deciding when an update may be
+//! initiated, which key opens an incoming packet (from its key-phase bit and
+//! packet number, never by trial decryption) and when the previous key is
+//! erased. It is sans-IO: time is passed in, nothing here reads a clock, sends
+//! or parses anything.
 //!
 //! Send and receive keys always move together, so one *generation* describes the
 //! connection: generation `g` seals with the send key of `g`, expects the peer's
 //! packets under the receive key of `g`, and its key-phase bit is `g & 1`.
 //!
-//! Receive path, per packet: [`KeyPhases::select_recv_key`] (or
-//! [`KeyPhases::open_in_place`]), open with [`KeyPhases::recv_key`], then
+//! Receive path, per packet: [`KeyPhases::select_recv_key`] and
+//! [`KeyPhases::open_selected`] (or both at once, [`KeyPhases::open_in_place`]), then
 //! [`KeyPhases::on_packet_authenticated`] *only if the packet authenticated*, then
 //! [`KeyPhases::check_key_update_frame`] for a KEY_UPDATE frame it carries.
 //!
@@ -20,10 +21,18 @@
 //! packet that triggers the update; for a local one, the peer's first reply in the
 //! new phase (until then the peer may still be sending only old-phase packets, and
 //! they must keep opening). This is RFC 9001 §6.5's rule.
+//!
+//! Memory: only the two keys used on every packet (current send and current
+//! receive) are held expanded, as [`PacketKey`]s (560 bytes each with ring). The
+//! next generation's receive key and the previous one are held as their 32 raw
+//! key bytes and expanded on the stack for the packets that need them (a copy
+//! for ChaCha20-Poly1305, no derivation, no allocation); the next send key is
+//! derived from its secret when an update starts. An idle connection thus holds
+//! two expanded keys, not five.
 
 use std::time::{Duration, Instant};
 
-use crate::crypto::{derive_iv, AeadBackend, CryptoError, PacketKey, Secret};
+use crate::crypto::{derive_iv, AeadBackend, CryptoError, PacketKey, PacketKeyBytes, Secret};
 
 /// How many PTOs the previous receive key is kept after the first packet of the
 /// new phase is authenticated (PROTOCOL.md §4): long enough for packets the
@@ -98,13 +107,15 @@ pub struct KeyPhases {
     generation: u64,
     send_current: PacketKey,
     recv_current: PacketKey,
-    /// Receive key of `generation - 1`, until erased.
-    recv_previous: Option<PacketKey>,
-    /// Keys of `generation + 1`, ready before they are needed.
-    send_next: PacketKey,
-    recv_next: PacketKey,
-    /// Secrets of `generation + 1`, from which the keys after those are derived
-    /// at the update. Current and older secrets are not kept.
+    /// The bytes of `recv_current`, which become `recv_previous` at an update.
+    recv_current_bytes: PacketKeyBytes,
+    /// Receive key of `generation - 1`, until erased (erased on drop).
+    recv_previous: Option<PacketKeyBytes>,
+    /// Receive key of `generation + 1`, ready before it is needed.
+    recv_next: PacketKeyBytes,
+    /// Secrets of `generation + 1`: the send key of that generation is derived
+    /// from one at the update, the keys after it from both. Current and older
+    /// secrets are not kept.
     send_next_secret: Secret,
     recv_next_secret: Secret,
     /// When `recv_previous` is erased.
@@ -125,23 +136,24 @@ pub struct KeyPhases {
 
 impl KeyPhases {
     /// Generation 0 of a connection from the handshake's two directional secrets
-    /// (our sending secret and the peer's). The keys of generation 1 are derived
-    /// at once.
+    /// (our sending secret and the peer's). The secrets of generation 1 and its
+    /// receive key are derived at once.
     pub fn new(send_secret: Secret, recv_secret: Secret, backend: AeadBackend) -> KeyPhases {
         let send_iv = derive_iv(&send_secret);
         let recv_iv = derive_iv(&recv_secret);
         let send_next_secret = send_secret.next();
         let recv_next_secret = recv_secret.next();
+        let recv_current_bytes = PacketKeyBytes::derive(&recv_secret);
         KeyPhases {
             backend,
             send_iv,
             recv_iv,
             generation: 0,
             send_current: PacketKey::new(&send_secret, send_iv, backend),
-            recv_current: PacketKey::new(&recv_secret, recv_iv, backend),
+            recv_current: PacketKey::from_bytes(&recv_current_bytes, recv_iv, backend),
+            recv_current_bytes,
             recv_previous: None,
-            send_next: PacketKey::new(&send_next_secret, send_iv, backend),
-            recv_next: PacketKey::new(&recv_next_secret, recv_iv, backend),
+            recv_next: PacketKeyBytes::derive(&recv_next_secret),
             send_next_secret,
             recv_next_secret,
             previous_discard_at: None,
@@ -279,17 +291,50 @@ impl KeyPhases {
         })
     }
 
-    /// The key of a selection just returned by [`KeyPhases::select_recv_key`];
-    /// `None` if the state changed since (stale selection).
-    pub fn recv_key(&self, selection: RecvKeySelection) -> Option<&PacketKey> {
-        match selection.slot {
-            KeySlot::Current if selection.generation == self.generation => Some(&self.recv_current),
-            KeySlot::Next if selection.generation == self.generation + 1 => Some(&self.recv_next),
-            KeySlot::Previous if selection.generation + 1 == self.generation => {
-                self.recv_previous.as_ref()
+    /// Opens a packet in place (see [`PacketKey::open_in_place`]) with the key
+    /// of a selection just returned by [`KeyPhases::select_recv_key`], and
+    /// returns the plaintext length; [`OpenError::NoKey`] if the state changed
+    /// since (stale selection). Does not change any state.
+    ///
+    /// The current key is used as held; the previous and next ones are expanded
+    /// from their bytes on the stack (no allocation).
+    pub fn open_selected(
+        &self,
+        selection: RecvKeySelection,
+        packet_number: u64,
+        header: &[u8],
+        payload_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        let bytes = match selection.slot {
+            KeySlot::Current if selection.generation == self.generation => {
+                return Ok(self.recv_current.open_in_place(
+                    packet_number,
+                    header,
+                    payload_and_tag,
+                )?);
             }
-            _ => None,
-        }
+            KeySlot::Next if selection.generation == self.generation + 1 => &self.recv_next,
+            KeySlot::Previous if selection.generation + 1 == self.generation => {
+                self.recv_previous.as_ref().ok_or(OpenError::NoKey)?
+            }
+            _ => return Err(OpenError::NoKey),
+        };
+        self.open_expanded(bytes, packet_number, header, payload_and_tag)
+    }
+
+    /// Opens with a key held as bytes, expanded for this packet only (kept out
+    /// of line: the current key's path stays small).
+    #[cold]
+    #[inline(never)]
+    fn open_expanded(
+        &self,
+        bytes: &PacketKeyBytes,
+        packet_number: u64,
+        header: &[u8],
+        payload_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        let key = PacketKey::from_bytes(bytes, self.recv_iv, self.backend);
+        Ok(key.open_in_place(packet_number, header, payload_and_tag)?)
     }
 
     /// Selects the key and opens the packet in place (see
@@ -306,8 +351,7 @@ impl KeyPhases {
         let selection = self
             .select_recv_key(phase_bit, packet_number)
             .ok_or(OpenError::NoKey)?;
-        let key = self.recv_key(selection).ok_or(OpenError::NoKey)?;
-        let len = key.open_in_place(packet_number, header, payload_and_tag)?;
+        let len = self.open_selected(selection, packet_number, header, payload_and_tag)?;
         Ok((selection, len))
     }
 
@@ -376,16 +420,22 @@ impl KeyPhases {
         self.previous_discard_at
     }
 
-    /// Moves both directions to the next generation and derives the keys of the
-    /// one after.
+    /// Moves both directions to the next generation and derives the secrets and
+    /// receive key of the one after. Allocates nothing.
     fn rotate(&mut self, now: Instant) {
         let send_secret = self.send_next_secret.next();
         let recv_secret = self.recv_next_secret.next();
-        let send_next = PacketKey::new(&send_secret, self.send_iv, self.backend);
-        let recv_next = PacketKey::new(&recv_secret, self.recv_iv, self.backend);
-        self.send_current = std::mem::replace(&mut self.send_next, send_next);
-        let recv_current = std::mem::replace(&mut self.recv_next, recv_next);
-        self.recv_previous = Some(std::mem::replace(&mut self.recv_current, recv_current));
+        // Assigning over the expanded keys overwrites the old key bytes.
+        self.send_current = PacketKey::new(&self.send_next_secret, self.send_iv, self.backend);
+        let recv_current =
+            std::mem::replace(&mut self.recv_next, PacketKeyBytes::derive(&recv_secret));
+        self.recv_current = PacketKey::from_bytes(&recv_current, self.recv_iv, self.backend);
+        // A previous key still held (the peer updated again within its
+        // retention) is replaced, hence erased.
+        self.recv_previous = Some(std::mem::replace(
+            &mut self.recv_current_bytes,
+            recv_current,
+        ));
         // The replaced secrets are erased on drop.
         self.send_next_secret = send_secret;
         self.recv_next_secret = recv_secret;
@@ -832,10 +882,14 @@ mod tests {
         assert!(a.keys.initiate(now));
         let p = a.send(now);
         let sel = b.keys.select_recv_key(p.phase(), p.pn).unwrap();
-        assert!(b.keys.recv_key(sel).is_some());
+        let open = |keys: &KeyPhases| {
+            let mut buf = p.sealed.clone();
+            keys.open_selected(sel, p.pn, &p.header, &mut buf)
+        };
+        assert_eq!(open(&b.keys), Ok(p.sealed.len() - crate::crypto::TAG_BYTES));
         b.recv(&p, now);
         // The Next key of generation 1 is now the current one.
-        assert!(b.keys.recv_key(sel).is_none());
+        assert_eq!(open(&b.keys), Err(OpenError::NoKey));
         // Re-authenticating with a stale selection changes nothing.
         assert_eq!(b.keys.on_packet_authenticated(sel, p.pn, now, PTO), None);
         assert_eq!(b.keys.generation(), 1);

@@ -48,6 +48,12 @@ impl BufferPool {
         }
     }
 
+    /// Frees every buffer waiting for reuse, and the list of them (an idle
+    /// connection; the pool fills again when traffic resumes).
+    pub fn release(&mut self) {
+        self.free = Vec::new();
+    }
+
     /// Number of buffers waiting for reuse.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -75,5 +81,9 @@ mod tests {
         assert_eq!(p.len(), 2);
         p.give(Vec::with_capacity(MAX_POOLED_CAPACITY_BYTES + 1));
         assert_eq!(p.len(), 2);
+        p.release();
+        assert_eq!((p.len(), p.free.capacity()), (0, 0));
+        p.give(vec![0; 10]);
+        assert_eq!(p.len(), 1);
     }
 }

@@ -28,6 +28,15 @@ impl Inbox {
         }
     }
 
+    /// Frees pooled buffers and the capacity of an empty queue (an idle
+    /// connection).
+    pub fn release_idle(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+        self.pool.release();
+    }
+
     fn deliver(&mut self, channel: ChannelId, data: Vec<u8>) {
         self.bytes += data.len();
         self.delivered += 1;
@@ -301,6 +310,10 @@ pub(crate) struct UnreliableRecv {
     sequenced: bool,
     /// Latest message ID delivered (sequenced channels).
     latest: Option<u64>,
+    /// Fragmented messages below this ID get no new reassembly. A message was
+    /// evicted at this ID, and its late fragments (or those of older messages)
+    /// must not evict newer messages in turn.
+    reassembly_floor: u64,
 }
 
 impl UnreliableRecv {
@@ -308,6 +321,7 @@ impl UnreliableRecv {
         Self {
             sequenced,
             latest: None,
+            reassembly_floor: 0,
         }
     }
 
@@ -332,45 +346,48 @@ struct UnreliableReassembly {
     stamp: u64,
 }
 
+/// Receiving state of one channel, by kind.
+#[derive(Debug)]
+enum ChannelRecv {
+    Reliable(ReliableRecv),
+    Unreliable(UnreliableRecv),
+}
+
 /// Receiving state of every channel of a connection.
 #[derive(Debug)]
 pub(crate) struct RecvChannels {
-    reliable: Vec<Option<ReliableRecv>>,
-    unreliable: Vec<Option<UnreliableRecv>>,
+    /// Indexed by channel ID (one allocation per connection).
+    channels: Vec<ChannelRecv>,
     reassemblies: Vec<UnreliableReassembly>,
     max_reassemblies: usize,
     stamp: u64,
-    /// Per channel: fragmented messages below this ID get no new reassembly. A
-    /// message was evicted at this ID, and its late fragments (or those of
-    /// older messages) must not evict newer messages in turn.
-    reassembly_floor: Vec<u64>,
 }
 
 impl RecvChannels {
     pub fn new(kinds: impl Iterator<Item = ChannelKind>, max_reassemblies: usize) -> Self {
-        let mut reliable = Vec::new();
-        let mut unreliable = Vec::new();
-        for kind in kinds {
-            match kind {
+        let channels = kinds
+            .map(|kind| match kind {
                 ChannelKind::ReliableOrdered | ChannelKind::ReliableUnordered => {
-                    reliable.push(Some(ReliableRecv::new(
-                        kind == ChannelKind::ReliableOrdered,
-                    )));
-                    unreliable.push(None);
+                    ChannelRecv::Reliable(ReliableRecv::new(kind == ChannelKind::ReliableOrdered))
                 }
                 ChannelKind::Unreliable | ChannelKind::Sequenced => {
-                    reliable.push(None);
-                    unreliable.push(Some(UnreliableRecv::new(kind == ChannelKind::Sequenced)));
+                    ChannelRecv::Unreliable(UnreliableRecv::new(kind == ChannelKind::Sequenced))
                 }
-            }
-        }
+            })
+            .collect();
         Self {
-            reassembly_floor: vec![0; reliable.len()],
-            reliable,
-            unreliable,
+            channels,
             reassemblies: Vec::new(),
             max_reassemblies,
             stamp: 0,
+        }
+    }
+
+    /// The state of unreliable channel `c`, if it is one.
+    fn unreliable_mut(&mut self, c: usize) -> Option<&mut UnreliableRecv> {
+        match self.channels.get_mut(c) {
+            Some(ChannelRecv::Unreliable(u)) => Some(u),
+            _ => None,
         }
     }
 
@@ -397,22 +414,21 @@ impl RecvChannels {
             None => {}
         }
         let c = channel as usize;
-        if let Some(r) = self.reliable.get_mut(c).and_then(Option::as_mut) {
-            return r.on_frame(channel, id, fragment, payload, limits, inbox);
-        }
-        let u = self
-            .unreliable
-            .get_mut(c)
-            .and_then(Option::as_mut)
-            .ok_or(Violation::UnknownChannel(channel))?;
-        if !u.accepts(id) {
-            return Ok(());
-        }
-        let Some(f) = fragment else {
-            u.mark(id);
-            let data = inbox.copy(payload);
-            inbox.deliver(channel, data);
-            return Ok(());
+        let (sequenced, floor, f) = match self.channels.get_mut(c) {
+            Some(ChannelRecv::Reliable(r)) => {
+                return r.on_frame(channel, id, fragment, payload, limits, inbox)
+            }
+            Some(ChannelRecv::Unreliable(u)) if !u.accepts(id) => return Ok(()),
+            Some(ChannelRecv::Unreliable(u)) => match fragment {
+                None => {
+                    u.mark(id);
+                    let data = inbox.copy(payload);
+                    inbox.deliver(channel, data);
+                    return Ok(());
+                }
+                Some(f) => (u.sequenced, u.reassembly_floor, f),
+            },
+            None => return Err(Violation::UnknownChannel(channel)),
         };
         let pos = match self
             .reassemblies
@@ -420,15 +436,16 @@ impl RecvChannels {
             .position(|r| r.channel == channel && r.id == id)
         {
             Some(pos) => pos,
-            None if id < self.reassembly_floor[c] => return Ok(()),
+            None if id < floor => return Ok(()),
             None => {
                 if self.reassemblies.len() >= self.max_reassemblies {
                     let oldest = (0..self.reassemblies.len())
                         .min_by_key(|&i| self.reassemblies[i].stamp)
                         .expect("table is full, so not empty");
                     let evicted = self.reassemblies.swap_remove(oldest);
-                    let floor = &mut self.reassembly_floor[evicted.channel as usize];
-                    *floor = (*floor).max(evicted.id + 1);
+                    if let Some(e) = self.unreliable_mut(evicted.channel as usize) {
+                        e.reassembly_floor = e.reassembly_floor.max(evicted.id + 1);
+                    }
                     inbox.pool.give(evicted.reassembly.data);
                 }
                 self.stamp += 1;
@@ -451,8 +468,10 @@ impl RecvChannels {
             .insert(f, payload, limits.fragment_bytes)?;
         if let Some(data) = done {
             self.reassemblies.swap_remove(pos);
-            u.mark(id);
-            if u.sequenced {
+            if let Some(u) = self.unreliable_mut(c) {
+                u.mark(id);
+            }
+            if sequenced {
                 // Older incomplete messages of this channel can never be delivered now.
                 let pool = &mut inbox.pool;
                 self.reassemblies.retain_mut(|r| {
@@ -470,7 +489,14 @@ impl RecvChannels {
 
     /// Bytes held in reassembly and reorder buffers (for tests and stats).
     pub fn held_bytes(&self) -> usize {
-        let reliable: usize = self.reliable.iter().flatten().map(|r| r.held_bytes).sum();
+        let reliable: usize = self
+            .channels
+            .iter()
+            .map(|c| match c {
+                ChannelRecv::Reliable(r) => r.held_bytes,
+                ChannelRecv::Unreliable(_) => 0,
+            })
+            .sum();
         let unreliable: usize = self
             .reassemblies
             .iter()
@@ -479,10 +505,27 @@ impl RecvChannels {
         reliable + unreliable
     }
 
+    /// Frees the capacity of empty reorder windows and reassembly tables (an
+    /// idle connection).
+    pub fn release_idle(&mut self) {
+        for c in &mut self.channels {
+            if let ChannelRecv::Reliable(r) = c {
+                if r.slots.is_empty() {
+                    r.slots = VecDeque::new();
+                }
+            }
+        }
+        if self.reassemblies.is_empty() {
+            self.reassemblies = Vec::new();
+        }
+    }
+
     /// Releases every buffer (connection closed).
     pub fn clear(&mut self, pool: &mut BufferPool) {
-        for r in self.reliable.iter_mut().flatten() {
-            r.clear(pool);
+        for c in &mut self.channels {
+            if let ChannelRecv::Reliable(r) = c {
+                r.clear(pool);
+            }
         }
         for r in self.reassemblies.drain(..) {
             pool.give(r.reassembly.data);

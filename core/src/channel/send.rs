@@ -295,6 +295,16 @@ impl SendChannel {
         }
     }
 
+    /// Frees the capacity of empty queues (an idle connection).
+    pub fn release_idle(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+        if self.retransmit.is_empty() {
+            self.retransmit = VecDeque::new();
+        }
+    }
+
     /// Releases everything (connection closed).
     pub fn clear(&mut self, pool: &mut BufferPool) {
         for msg in self.queue.drain(..) {

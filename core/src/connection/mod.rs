@@ -21,7 +21,7 @@ use crate::config::{ChannelId, ConfigError, TransportConfig};
 use crate::crypto::{Secret, TAG_BYTES};
 use crate::error::{close_code, DisconnectReason, DropReason, SendError, Violation};
 use crate::frame::{Frame, FrameReader};
-use crate::keys::KeyPhases;
+use crate::keys::{KeyPhases, OpenError};
 use crate::packet::{
     decode_packet_number, truncate_packet_number, ConnectionId, Header, HeaderError, HEADER_BYTES,
 };
@@ -56,6 +56,10 @@ const MAX_PACKET_NUMBER: u64 = (1 << 62) - 1;
 /// 32 x 2 KiB: the steady state of small messages allocates nothing, and an
 /// idle connection holds little).
 const POOLED_BUFFERS: usize = 32;
+/// Keep-alive intervals without an application message, sent or delivered,
+/// after which a connection frees its pooled buffers and spare queue capacity
+/// (see [`Connection::release_if_idle`]).
+const IDLE_RELEASE_KEEP_ALIVES: u32 = 4;
 
 /// What the handshake hands the protocol core: the connection IDs and the two
 /// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").
@@ -129,6 +133,9 @@ pub struct Connection {
     last_sent: Instant,
     last_received: Instant,
     authentication_failures: u64,
+    /// Messages sent plus delivered when last seen to change, and when.
+    messages_seen: u64,
+    messages_seen_at: Instant,
     stats: ConnectionStats,
 }
 
@@ -178,6 +185,8 @@ impl Connection {
             last_sent: now,
             last_received: now,
             authentication_failures: 0,
+            messages_seen: 0,
+            messages_seen_at: now,
             stats: ConnectionStats::default(),
             config,
         })
@@ -399,19 +408,19 @@ impl Connection {
             .select_recv_key(header.key_phase, pn)
             .ok_or(DropReason::KeysDiscarded)?;
         let (head, body) = datagram.split_at_mut(HEADER_BYTES);
-        let key = self
-            .keys
-            .recv_key(selection)
-            .ok_or(DropReason::KeysDiscarded)?;
-        let Ok(len) = key.open_in_place(pn, head, body) else {
-            self.authentication_failures += 1;
-            if self.authentication_failures >= MAX_AUTHENTICATION_FAILURES {
-                self.disconnect(
-                    DisconnectReason::AuthenticationFailures,
-                    Some(close_code::AUTHENTICATION_FAILURES),
-                );
+        let len = match self.keys.open_selected(selection, pn, head, body) {
+            Ok(len) => len,
+            Err(OpenError::NoKey) => return Err(DropReason::KeysDiscarded),
+            Err(OpenError::Crypto(_)) => {
+                self.authentication_failures += 1;
+                if self.authentication_failures >= MAX_AUTHENTICATION_FAILURES {
+                    self.disconnect(
+                        DisconnectReason::AuthenticationFailures,
+                        Some(close_code::AUTHENTICATION_FAILURES),
+                    );
+                }
+                return Err(DropReason::AuthenticationFailed);
             }
-            return Err(DropReason::AuthenticationFailed);
         };
         let payload = &body[..len];
         // Refuse new data, unacknowledged, while the application is not reading.
@@ -646,8 +655,43 @@ impl Connection {
         }
         if now >= self.last_sent + self.config.keep_alive_interval {
             self.ping_pending = true;
+            self.release_if_idle(now);
         }
         self.keys.on_timeout(now);
+    }
+
+    /// At a keep-alive: once no message was sent or delivered for
+    /// [`IDLE_RELEASE_KEEP_ALIVES`] keep-alive intervals, frees what only
+    /// traffic needs: pooled message buffers (up to 32 of 2 KiB each way),
+    /// the capacity of empty queues, spilled ACK ranges. When traffic resumes
+    /// its first messages allocate again; a busy connection never gets here
+    /// (it sends before its keep-alive is due), so its steady state still
+    /// allocates nothing.
+    fn release_if_idle(&mut self, now: Instant) {
+        let messages = self.stats.messages_sent + self.inbox.delivered;
+        if messages != self.messages_seen {
+            self.messages_seen = messages;
+            self.messages_seen_at = now;
+            return;
+        }
+        let quiet = self
+            .config
+            .keep_alive_interval
+            .saturating_mul(IDLE_RELEASE_KEEP_ALIVES);
+        if now.saturating_duration_since(self.messages_seen_at) < quiet {
+            return;
+        }
+        self.send_pool.release();
+        for c in &mut self.send_channels {
+            c.release_idle();
+        }
+        self.inbox.release_idle();
+        self.recv_channels.release_idle();
+        self.sent.release_idle();
+        self.ack.ranges.shrink();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
     }
 
     /// The next instant at which [`Connection::handle_timeout`] (or

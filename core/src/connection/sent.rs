@@ -8,6 +8,11 @@ use std::time::Instant;
 
 use crate::channel::FragmentRef;
 
+/// Records kept allocated by [`SentPackets::release_idle`]: an idle
+/// connection's keep-alives need one or two, and freeing them all would
+/// allocate again at each keep-alive.
+const IDLE_RECORDS: usize = 4;
+
 /// What became of a sent packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PacketState {
@@ -154,6 +159,18 @@ impl SentPackets {
         while self.frames_base < keep_from {
             self.frames.pop_front();
             self.frames_base += 1;
+        }
+    }
+
+    /// Gives back the capacity beyond [`IDLE_RECORDS`] records (an idle
+    /// connection: it still sends keep-alives, which need a few).
+    pub fn release_idle(&mut self) {
+        self.packets.shrink_to(IDLE_RECORDS);
+        if self.frames.is_empty() {
+            // Keep-alives carry no reliable fragments.
+            self.frames = VecDeque::new();
+        } else {
+            self.frames.shrink_to(IDLE_RECORDS);
         }
     }
 

@@ -11,6 +11,7 @@
 //! rebinds keeps its session with its next packet.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,9 @@ pub struct EndpointStats {
     pub address_changes: u64,
 }
 
+/// One peer. Boxed in the endpoint's table: a `Connection` is a few KiB, and
+/// a hash table of them by value would also pay that for each free slot (up
+/// to half the table).
 #[derive(Debug)]
 struct Peer {
     conn: Connection,
@@ -60,12 +64,77 @@ struct Peer {
     ready: bool,
 }
 
+/// Hashes the endpoint's 64-bit keys, peer IDs and connection IDs, with one
+/// folded multiplication instead of SipHash (on every datagram's path).
+///
+/// Not meant to resist chosen keys, and it need not: peer IDs are our own
+/// counter, and connection IDs are pseudorandom 64-bit values from the TLS
+/// exporter, which a client cannot choose (docs/HANDSHAKE.md §4). A random
+/// seed per endpoint keeps even a client grinding handshakes from predicting
+/// where its IDs land. Lookups of an unknown (forged) ID insert nothing. A
+/// table keyed by something an attacker picks, such as source addresses, would
+/// need SipHash instead.
+#[derive(Clone, Debug)]
+struct IdHashBuilder {
+    seed: u64,
+}
+
+impl IdHashBuilder {
+    fn new() -> Self {
+        Self {
+            seed: fastrand::u64(..),
+        }
+    }
+}
+
+impl BuildHasher for IdHashBuilder {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { state: self.seed }
+    }
+}
+
+/// See [`IdHashBuilder`].
+struct IdHasher {
+    state: u64,
+}
+
+impl IdHasher {
+    /// An odd constant with well-spread bits (the fractional part of π).
+    const MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
+
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.state ^ word) * u128::from(Self::MULTIPLIER);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by the `u64` keys, which take `write_u64`.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.mix(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
 /// Many connections behind one socket (see the module docs).
 #[derive(Debug)]
 pub struct Endpoint {
     config: Arc<TransportConfig>,
-    peers: HashMap<PeerId, Peer>,
-    by_cid: HashMap<ConnectionId, PeerId>,
+    peers: HashMap<PeerId, Box<Peer>, IdHashBuilder>,
+    by_cid: HashMap<ConnectionId, PeerId, IdHashBuilder>,
     /// Peer IDs in a stable order, for fair transmission.
     order: Vec<PeerId>,
     transmit_cursor: usize,
@@ -92,8 +161,8 @@ impl Endpoint {
     pub fn new(config: Arc<TransportConfig>) -> Self {
         Self {
             config,
-            peers: HashMap::new(),
-            by_cid: HashMap::new(),
+            peers: HashMap::with_hasher(IdHashBuilder::new()),
+            by_cid: HashMap::with_hasher(IdHashBuilder::new()),
             order: Vec::new(),
             transmit_cursor: 0,
             ready: VecDeque::new(),
@@ -128,12 +197,12 @@ impl Endpoint {
         self.order.push(id);
         self.peers.insert(
             id,
-            Peer {
+            Box::new(Peer {
                 conn,
                 addr,
                 announced: false,
                 ready: false,
-            },
+            }),
         );
         Ok(id)
     }
