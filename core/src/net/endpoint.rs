@@ -4,13 +4,20 @@
 //! connections' events into peer events. Both socket drivers (game loop and
 //! Tokio) wrap it.
 //!
+//! Work is proportional to the peers that have some, not to all peers: a
+//! queue holds the peers that may have a datagram to send (touched by a
+//! datagram, a send, a timer or the application) and a min-heap holds every
+//! peer's next deadline, so a server with thousands of idle clients does not
+//! visit them on each service call.
+//!
 //! Address binding follows RFC 9000 §9.3: a peer's address is set, or moved, only
 //! by an authenticated packet that carries the highest packet number seen so
 //! far. A replayed or reordered copy from another source is rejected by the
 //! replay window or is not the newest, so it can bind nothing; a client whose NAT
 //! rebinds keeps its session with its next packet.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +69,27 @@ struct Peer {
     announced: bool,
     /// Whether the peer is in the `ready` queue.
     ready: bool,
+    /// Whether the peer is in the `sending` queue.
+    sending: bool,
+    /// The deadline this peer is filed under in the timer heap.
+    timer: Option<Instant>,
+}
+
+impl Peer {
+    /// When the connection next needs `handle_timeout`: its own deadline once
+    /// the peer's address is known; before that (a server waiting for the
+    /// client's first datagram) only the idle timeout runs.
+    fn deadline(&self) -> Option<Instant> {
+        match self.addr {
+            Some(_) => self.conn.poll_timeout(),
+            None => self.conn.idle_deadline(),
+        }
+    }
+
+    /// Whether the connection is over and has nothing left for anybody.
+    fn is_finished(&self) -> bool {
+        self.conn.is_closed() && self.conn.pending_messages() == 0
+    }
 }
 
 /// Hashes the endpoint's 64-bit keys, peer IDs and connection IDs, with one
@@ -135,9 +163,21 @@ pub struct Endpoint {
     config: Arc<TransportConfig>,
     peers: HashMap<PeerId, Box<Peer>, IdHashBuilder>,
     by_cid: HashMap<ConnectionId, PeerId, IdHashBuilder>,
-    /// Peer IDs in a stable order, for fair transmission.
+    /// Peer IDs in the order they were added.
     order: Vec<PeerId>,
-    transmit_cursor: usize,
+    /// Peers that may have a datagram to send, served round-robin.
+    sending: VecDeque<PeerId>,
+    /// Every peer's next deadline, earliest first; an entry whose deadline is
+    /// not its peer's `timer` any more is stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    /// Peers the application reached through `connection_mut`, rescheduled
+    /// at the next call that can.
+    touched: Vec<PeerId>,
+    /// Scratch for `handle_timeout` (kept for its capacity).
+    due: Vec<PeerId>,
+    /// Peers visited by `poll_transmit` and `handle_timeout` (tests).
+    #[cfg(test)]
+    visits: u64,
     /// Peers with delivered messages, in arrival order.
     ready: VecDeque<PeerId>,
     events: VecDeque<PeerEvent>,
@@ -164,7 +204,12 @@ impl Endpoint {
             peers: HashMap::with_hasher(IdHashBuilder::new()),
             by_cid: HashMap::with_hasher(IdHashBuilder::new()),
             order: Vec::new(),
-            transmit_cursor: 0,
+            sending: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            touched: Vec::new(),
+            due: Vec::new(),
+            #[cfg(test)]
+            visits: 0,
             ready: VecDeque::new(),
             events: VecDeque::new(),
             next_peer: 1,
@@ -202,9 +247,56 @@ impl Endpoint {
                 addr,
                 announced: false,
                 ready: false,
+                sending: false,
+                timer: None,
             }),
         );
+        self.touch(id);
         Ok(id)
+    }
+
+    /// After anything that may have changed a peer's connection: it may have
+    /// something to send, and its deadline may have moved.
+    fn touch(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.sending {
+            peer.sending = true;
+            self.sending.push_back(id);
+        }
+        let deadline = peer.deadline();
+        if deadline != peer.timer {
+            peer.timer = deadline;
+            if let Some(t) = deadline {
+                self.timers.push(Reverse((t, id)));
+            }
+        }
+        // Stale entries pile up as deadlines move: rebuild when they dominate.
+        if self.timers.len() > 2 * self.peers.len() + 64 {
+            self.timers = self
+                .peers
+                .iter()
+                .filter_map(|(&id, p)| p.timer.map(|t| Reverse((t, id))))
+                .collect();
+        }
+    }
+
+    /// Reschedules the peers handed out by `connection_mut`.
+    fn touch_pending(&mut self) {
+        while let Some(id) = self.touched.pop() {
+            self.touch(id);
+        }
+    }
+
+    /// Forgets a peer whose connection is over.
+    fn remove(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.remove(&id) {
+            self.by_cid.remove(&p.conn.local_cid());
+            if let Some(i) = self.order.iter().position(|&x| x == id) {
+                self.order.remove(i);
+            }
+        }
     }
 
     /// Number of peers (connected or waiting for their first datagram).
@@ -236,7 +328,9 @@ impl Endpoint {
 
     /// A peer's connection, mutable.
     pub fn connection_mut(&mut self, peer: PeerId) -> Option<&mut Connection> {
-        self.peers.get_mut(&peer).map(|p| &mut p.conn)
+        let p = self.peers.get_mut(&peer)?;
+        self.touched.push(peer);
+        Some(&mut p.conn)
     }
 
     /// A peer's statistics.
@@ -288,6 +382,7 @@ impl Endpoint {
             self.ready.push_back(id);
         }
         self.collect_events(id);
+        self.touch(id);
         Some(id)
     }
 
@@ -305,6 +400,10 @@ impl Endpoint {
                     if peer.conn.pending_messages() == 0 {
                         peer.ready = false;
                         self.ready.pop_front();
+                        if peer.conn.is_closed() {
+                            // Its last message is out: it can go.
+                            self.touch(id);
+                        }
                     }
                     return Some((id, channel));
                 }
@@ -329,11 +428,13 @@ impl Endpoint {
 
     /// Queues a message for a peer.
     pub fn send(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
-        self.peers
-            .get_mut(&peer)
-            .ok_or(SendError::Closed)?
-            .conn
-            .send(channel, data)
+        let p = self.peers.get_mut(&peer).ok_or(SendError::Closed)?;
+        p.conn.send(channel, data)?;
+        if !p.sending {
+            p.sending = true;
+            self.sending.push_back(peer);
+        }
+        Ok(())
     }
 
     /// Closes a peer's connection with `code`; it leaves once the peer is told.
@@ -347,56 +448,91 @@ impl Endpoint {
                 ));
                 p.announced = false;
             }
+            self.touch(peer);
         }
     }
 
     /// Writes the next datagram to send into `buf`: returns its destination and
-    /// length, or `None` when no connection has anything to send.
+    /// length, or `None` when no connection has anything to send. Peers take
+    /// turns, one datagram each.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        let n = self.order.len();
-        for _ in 0..n {
-            let i = self.transmit_cursor % n;
-            let id = self.order[i];
-            let peer = self.peers.get_mut(&id).expect("order and peers agree");
+        self.touch_pending();
+        while let Some(id) = self.sending.pop_front() {
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
             if let Some(addr) = peer.addr {
                 if let Some(len) = peer.conn.poll_transmit(now, buf) {
+                    // It may have more: back of the queue, after the others.
+                    self.sending.push_back(id);
                     self.collect_events(id);
+                    self.touch(id);
                     return Some((addr, len));
                 }
             }
-            self.transmit_cursor = self.transmit_cursor.wrapping_add(1);
+            peer.sending = false;
+            if peer.is_finished() {
+                self.remove(id);
+            }
         }
-        self.remove_closed();
         None
     }
 
-    /// The next deadline of any connection.
+    /// The next deadline of any connection (possibly early: a wake-up that
+    /// finds nothing due costs one heap look).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter_map(|p| p.conn.poll_timeout())
-            .min()
+        let filed = self.timers.peek().map(|Reverse((t, _))| *t);
+        let touched = self
+            .touched
+            .iter()
+            .filter_map(|id| self.peers.get(id)?.deadline());
+        filed.into_iter().chain(touched).min()
     }
 
-    /// Runs the connections' timers that are due.
+    /// Runs the connections' timers that are due, each connection once (a
+    /// deadline that is still due afterwards, such as a closing connection's
+    /// next close packet, waits for the next call).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut changed = false;
-        for i in 0..self.order.len() {
-            let id = self.order[i];
-            let peer = self.peers.get_mut(&id).expect("order and peers agree");
-            let due = match peer.addr {
-                Some(_) => peer.conn.poll_timeout(),
-                None => peer.conn.idle_deadline(),
+        self.touch_pending();
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
             };
-            if due.is_some_and(|t| t <= now) {
+            if peer.timer != Some(t) {
+                continue; // stale: the peer was rescheduled since
+            }
+            peer.timer = None;
+            due.push(id);
+        }
+        for &id in &due {
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.deadline().is_some_and(|d| d <= now) {
                 peer.conn.handle_timeout(now);
-                changed = true;
                 self.collect_events(id);
             }
+            if self.peers[&id].is_finished() {
+                self.remove(id);
+            } else {
+                self.touch(id);
+            }
         }
-        if changed {
-            self.remove_closed();
-        }
+        due.clear();
+        self.due = due;
     }
 
     /// Moves a connection's events to the endpoint's queue.
@@ -408,20 +544,6 @@ impl Endpoint {
                 self.events.push_back(PeerEvent::Disconnected(id, reason));
             }
         }
-    }
-
-    /// Forgets connections that are closed and have nothing left to send.
-    fn remove_closed(&mut self) {
-        let peers = &mut self.peers;
-        let by_cid = &mut self.by_cid;
-        self.order.retain(|id| {
-            let closed = peers[id].conn.is_closed() && peers[id].conn.pending_messages() == 0;
-            if closed {
-                let p = peers.remove(id).expect("listed peer exists");
-                by_cid.remove(&p.conn.local_cid());
-            }
-            !closed
-        });
     }
 }
 
@@ -581,5 +703,51 @@ mod tests {
         assert!(net.server.poll_transmit(net.now, &mut net.buf).is_none());
         assert_eq!(net.server.peer_count(), 0);
         assert_eq!(net.server.send(peer, 0, b"x"), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn idle_peers_cost_nothing_per_call() {
+        // 1,000 connected, idle peers and one chatty one: sending to the chatty
+        // one and running its timers visits it alone.
+        let config = Arc::new(TransportConfig::default());
+        let now = Instant::now();
+        let mut server = Endpoint::new(config.clone());
+        let mut clients = Vec::new();
+        let mut buf = vec![0u8; 1500];
+        for i in 0..1000u64 {
+            let (ck, sk) = session_keys_pair(1000 + i);
+            let id = server.insert(sk, None, now).unwrap();
+            let mut client = Endpoint::new(config.clone());
+            let cp = client.insert(ck, Some(addr(7777)), now).unwrap();
+            client.connection_mut(cp).unwrap().ping();
+            while let Some((_, n)) = client.poll_transmit(now, &mut buf) {
+                server.handle_datagram(now, addr(10_000 + i as u16), &mut buf[..n]);
+            }
+            clients.push((client, cp, id));
+        }
+        while server.poll_transmit(now, &mut buf).is_some() {}
+        server.handle_timeout(now);
+        assert_eq!(server.peer_count(), 1000);
+        let (_, _, chatty) = clients[7];
+        let before = server.visits;
+        for round in 0..100u32 {
+            let t = now + Duration::from_millis(u64::from(round));
+            server.send(chatty, 0, b"tick").unwrap();
+            let mut sent = 0;
+            while server.poll_transmit(t, &mut buf).is_some() {
+                sent += 1;
+            }
+            assert_eq!(sent, 1);
+            server.handle_timeout(t);
+        }
+        // Each round: the chatty peer twice in poll_transmit (its datagram,
+        // then nothing more), perhaps once for a timer. Never the other 999.
+        let visits = server.visits - before;
+        assert!(visits <= 300, "{visits} visits for 100 rounds");
+        // Their timers still run: an idle timeout reaches every one of them.
+        let later = now + Duration::from_secs(60);
+        server.handle_timeout(later);
+        while server.poll_transmit(later, &mut buf).is_some() {}
+        assert_eq!(server.peer_count(), 0);
     }
 }
