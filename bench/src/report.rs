@@ -164,48 +164,70 @@ impl Report {
     fn notes(&self, s: &mut String) {
         let mut notes: Vec<String> = Vec::new();
         let p50 = |id: &str| self.row(id).map(|r| r.summary.p50);
-        if let (Some(raw), Some(drain), Some(fast)) = (
-            p50("udp-spin"),
-            p50("udp-spin-drain"),
-            p50("fastnet-unrel-spin"),
-        ) {
+        if let (Some(raw), Some(fast)) = (p50("udp-spin"), p50("fastnet-unrel-spin")) {
             let aead = self
                 .crypto
                 .as_ref()
                 .and_then(|c| c.iter().find(|x| x.backend.starts_with("ring") && x.payload_bytes == 64))
                 .map(|x| format!(
-                    " ChaCha20-Poly1305 with ring costs {:.2} µs per datagram (seal + open, AEAD table), {:.1} µs per round trip;",
+                    " ChaCha20-Poly1305 with ring costs {:.2} µs per datagram (seal + open, AEAD table), {:.1} µs of \
+                     the round trip;",
                     x.seal_open_ns / 1e3,
                     2.0 * x.seal_open_ns / 1e3
                 ))
                 .unwrap_or_default();
+            let nobatch = p50("fastnet-unrel-spin-nobatch")
+                .map(|n| format!(
+                    " With batching off (`fastnet-unrel-spin-nobatch`: `recvfrom` until `EAGAIN`, so one more, empty \
+                     call per datagram received) the p50 is {n:.1} µs."
+                ))
+                .unwrap_or_default();
             notes.push(format!(
                 "**Busy-poll overhead.** FastNet unreliable adds {:.1} µs to raw UDP's p50 ({raw:.1} → {fast:.1} µs). The \
-                 diagnostic row `udp-spin-drain` makes raw UDP do the system calls of the game-loop drivers: `service()` \
-                 reads until `EAGAIN`, so every datagram costs one more, empty `recvfrom` on the receiving side, and the \
-                 server's answer leaves with the *next* `service()` (`Server` has no `send_now`), after another empty \
-                 `recvfrom`; that alone takes raw UDP from {raw:.1} to {drain:.1} µs ({:.0} % of the gap).{aead} the rest is \
-                 the drivers' per-call work (locking, `Instant::now`, timers, frame encoding and parsing, and on the server \
-                 SipHash look-ups of the endpoint's `HashMap`s in `poll_transmit`, `remove_closed`, `collect_events`, \
-                 `handle_datagram` on every `service()` call; callgrind: about 10,000 instructions per round trip for both \
-                 ends together, 40–50 % of them in ring's AEAD).",
+                 system calls are now raw UDP's: each `service()` makes one `recvmmsg`, which takes every queued datagram \
+                 and, returning fewer than its 32 slots, proves the socket empty without a second call; a reply queued \
+                 by `send` leaves first thing in the next `service()` (one `sendto`), and `send_now` sends at once.{nobatch}\
+                 {aead} the rest is the protocol's own work on both ends (framing, acknowledgement bookkeeping, replay \
+                 window, timers: `cargo run --release -p fastnet-bench --example cpu_path` measures it without sockets, \
+                 about 1.7 µs per round trip for both ends, AEAD included) and the drivers' per-call work (locking, \
+                 `Instant::now`, the transmit and timer checks of each `service()`), which also lengthens each spin \
+                 iteration and so the time to notice a datagram.",
                 fast - raw,
-                100.0 * (drain - raw) / (fast - raw).max(1e-9)
             ));
         }
         if let (Some(block), Some(fast)) = (p50("udp-block"), p50("fastnet-unrel-block")) {
+            let short = p50("fastnet-unrel-block-1ms")
+                .map(|x| format!(
+                    " With `service_for(1 ms)` (`fastnet-unrel-block-1ms`) the p50 is {x:.1} µs: a wait shorter than the \
+                     kernel tick (4 ms at this kernel's `CONFIG_HZ=250`) arms a high-resolution timer that is the CPU's \
+                     next event, and programming and cancelling it costs this VM a hypervisor exit each (a stand-alone \
+                     raw-UDP test: `ppoll` with 1 ms timeouts 32–40 µs per round trip, with 5 ms or more 18–22 µs, \
+                     blocking `recv` 16–20 µs). Longer waits cost nothing extra, which is why the README suggests a frame."
+                ))
+                .unwrap_or_default();
             notes.push(format!(
-                "**`service_for` costs system calls.** With `service_for({} ms)` FastNet's p50 is {fast:.0} µs against \
-                 {block:.1} µs for a blocking `recv` ({:.1}×). The wait itself is right (the readiness queue, woken by the \
-                 datagram), but around it each side makes several system calls where blocking UDP makes one `recvfrom`: \
-                 `service()` first (a `recvfrom` that finds nothing), a `peek` (`readable_now`), `epoll_wait`, then \
-                 `service()` again (the datagram, then one more empty `recvfrom`); the server's answer goes out with its \
-                 next call. `strace -f` of this row counted about 4 `recvfrom` and 1 `epoll_wait` per round trip in the \
-                 client and 4 `recvfrom` and 3 `epoll_wait` in the server, against 1 `recvfrom` each for blocking UDP; at \
-                 about a microsecond per system call on this VM that is most of the gap. Trying the receive before waiting \
-                 and sending answers queued during a call before returning would remove most of them.",
+                "**Blocking waits.** With `service_for({} ms)` FastNet's p50 is {fast:.1} µs against {block:.1} µs for a \
+                 blocking `recv` ({:.2}×). Each side makes three system calls per round trip (`sendto`, `ppoll`, \
+                 `recvmmsg`) where blocking UDP makes two; `ppoll` (not epoll, whose timeout counts milliseconds) sleeps \
+                 on the socket and, on a server, on the readiness queue of its TCP side. Mixing the modes (one side \
+                 spinning) shows each blocking side adds about 8 µs to the spinning figure against about 3 µs for raw \
+                 UDP; the `ppoll` + `recvmmsg` pair measured alone costs 1–3 µs more than a blocking `recv`, so a few \
+                 microseconds per wake-up remain unexplained here (candidates: the work between the wake-up and the \
+                 answer, cache misses after sleeping).{short}",
                 SERVICE_FOR_WAIT.as_millis(),
                 fast / block
+            ));
+        }
+        if let (Some(spin), Some(busy), Some(block)) = (
+            p50("udp-spin"),
+            p50("fastnet-unrel-busywait"),
+            p50("fastnet-unrel-block"),
+        ) {
+            notes.push(format!(
+                "**Budgeted busy-poll.** `SocketConfig::busy_wait` (50 µs here, both sides) makes `service_for` spin on \
+                 the socket before sleeping: p50 {busy:.1} µs against {block:.1} µs without it, and {spin:.1} µs for \
+                 raw UDP spinning. The spin ends as soon as a datagram arrives, so a server pays the processor only \
+                 while traffic is expected."
             ));
         }
         if let Some(r) = self.row("fastnet-unrel-block") {
@@ -252,11 +274,12 @@ impl Report {
             if let (Some(g), Some(t)) = (game, tokio) {
                 notes.push(format!(
                     "**Handshake.** Against the game-loop server, `Client::connect` takes {:.2} ms at p50 and {:.1} ms at \
-                     p99; the Tokio driver (client and server) {:.2} ms and {:.1} ms. Two fixed steps of the game-loop drivers \
-                     quantize it: a server that services in a tight loop looks at its TCP side at most every 250 µs \
-                     (`TCP_READINESS_INTERVAL`), and the client's first UDP packet, which can overtake the end of the \
-                     server's handshake and be dropped, is repeated after 250 µs, then 500 µs, 1 ms... \
-                     (`FIRST_PACKET_RETRY_MIN`, doubling), which is where the tail comes from on a busy machine.",
+                     p99; the Tokio driver (client and server) {:.2} ms and {:.1} ms. A game-loop server that services \
+                     in a tight loop looks at its TCP side every 100 µs (`TCP_READINESS_INTERVAL`; a waiting one is \
+                     woken by it), which quantizes the two TLS flights it answers. The client's first UDP datagram can \
+                     overtake the end of its handshake on the server: the server keeps a few such datagrams, pumps its \
+                     handshakes and tries them again in the same pass instead of waiting for the client's retry (after \
+                     250 µs, then doubling).",
                     g.summary.p50 / 1e3,
                     g.summary.p99 / 1e3,
                     t.summary.p50 / 1e3,
@@ -307,15 +330,50 @@ impl Report {
             let raw = tp.iter().find(|t| {
                 t.sender == Sender::RawUdp && t.message_bytes == 1200 && t.skipped.is_none()
             });
+            let ethernet = tp.iter().find(|t| {
+                t.sender == Sender::FastnetEach
+                    && t.message_bytes == 1200
+                    && t.label.contains("datagram limit")
+                    && t.skipped.is_none()
+            });
             if let (Some(e), Some(r)) = (each, raw) {
+                let one = ethernet
+                    .map(|x| format!(
+                        " With a 1472-byte limit (a 1500-byte MTU path, set on both sides) a 1200-byte message is one \
+                         datagram and FastNet reaches {:.0} % of raw UDP's messages/s.",
+                        100.0 * x.messages_per_sec / r.messages_per_sec.max(1e-9)
+                    ))
+                    .unwrap_or_default();
                 notes.push(format!(
-                    "**1200-byte messages** are two datagrams each in FastNet (the default datagram limit is 1200 bytes, \
-                     headers and tag included), so FastNet moves {:.0} datagrams/s against raw UDP's {:.0}: per datagram \
-                     it reaches {:.0} % of raw UDP. Small messages share datagrams (the 64-byte rows), so messages/s can \
-                     exceed raw UDP's.",
+                    "**1200-byte messages** are two datagrams each in FastNet with the default datagram limit (1200 bytes, \
+                     headers and tag included, safe on any Internet path), so FastNet moves {:.0} datagrams/s against raw \
+                     UDP's {:.0}: per datagram it reaches {:.0} % of raw UDP.{one} Small messages share datagrams (the \
+                     64-byte rows), so messages/s can exceed raw UDP's.",
                     e.messages_per_sec * e.datagrams_per_message,
                     r.messages_per_sec,
                     100.0 * e.messages_per_sec * e.datagrams_per_message / r.messages_per_sec.max(1e-9)
+                ));
+            }
+            let big = |tag: &str| {
+                tp.iter().find(|t| {
+                    t.sender == Sender::FastnetBig && t.label.contains(tag) && t.skipped.is_none()
+                })
+            };
+            if let (Some(on), Some(no_gso), Some(off)) =
+                (big("GSO on"), big("GSO off"), big("batching off"))
+            {
+                notes.push(format!(
+                    "**Batching and GSO on bulk transfers.** 1 MiB reliable messages: {:.0} MB/s with `sendmmsg` and UDP \
+                     segmentation offload, {:.0} MB/s with `sendmmsg` alone, {:.0} MB/s with one system call per \
+                     datagram; sender CPU {:.0}, {:.0} and {:.0} µs per message. On loopback the kernel still walks every \
+                     segment (no NIC offloads the split), so GSO saves system calls rather than per-datagram work, and the \
+                     receiving process, which opens every datagram, bounds the rate.",
+                    on.mb_per_sec,
+                    no_gso.mb_per_sec,
+                    off.mb_per_sec,
+                    on.cpu_us_per_message,
+                    no_gso.cpu_us_per_message,
+                    off.cpu_us_per_message
                 ));
             }
         }
