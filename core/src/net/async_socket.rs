@@ -63,21 +63,26 @@
 //! [`send`](SecureSocket::send).
 //!
 //! * [`poll`](SecureSocket::poll) (and `poll_into`) drives the I/O on the
-//!   caller's task: it reads
-//!   every datagram the socket holds (`try_recv_from` until it would block),
-//!   runs due timers, transmits, and returns as soon as there are events.
-//!   Otherwise it awaits, all at once, the socket's readability, the next
-//!   protocol deadline (`sleep_until`), and a [`Notify`] that `send`,
-//!   `disconnect` and the handshake tasks use when they change what it waits
-//!   for. Per datagram that is one `recvfrom` (plus one that finds the socket
-//!   empty per batch) and no wake-up of any other task: no thread hop on the
-//!   hot path.
+//!   caller's task: it reads every datagram the socket holds (`try_recv_from`
+//!   until it would block), runs due timers, transmits, and returns as soon as
+//!   there are events. Otherwise it awaits, all at once, the socket's
+//!   readability, the next protocol deadline (`sleep_until`), and a
+//!   [`Notify`] that `send`, `disconnect` and the handshake tasks use when
+//!   they change what it waits for. Per datagram that is one `recvfrom` (plus
+//!   one that finds the socket empty per batch) and no wake-up of any other
+//!   task: no thread hop on the hot path.
 //! * [`send`](SecureSocket::send) queues the message and transmits at once on
 //!   the sender's task: one `sendto` per datagram. It wakes a waiting `poll`
 //!   only when its message moved the next deadline earlier (the first
 //!   unacknowledged message arms the retransmission timer), not per message.
-//! * When the socket would block, the datagram is kept and the next `send` or
-//!   `poll` awaits writability before anything else goes out.
+//! * On Unix the socket is registered with Tokio's reactor for readability
+//!   only: with edge-triggered readiness a registration for writability too
+//!   is woken after nearly every datagram sent (the socket is writable
+//!   again), one more return from the reactor's wait and one more turn of the
+//!   runtime per datagram for nothing. So a round trip costs each side one
+//!   wake-up, the arrival. When the socket would block, the datagram is kept
+//!   and the next `send` or `poll` awaits writability (registered for that
+//!   wait only) before anything else goes out.
 //! * A **background ticker** task keeps connections alive when nobody polls
 //!   (a game busy loading a level, an application that only sends): every
 //!   [`BACKGROUND_TICK_MS`] it checks when the I/O last ran, and if no `poll`
@@ -107,7 +112,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -116,7 +121,7 @@ use crate::error::{close_code, DisconnectReason, SendError};
 use crate::net::async_handshake::{
     bind_listener, client_handshake, spawn_acceptor, Acceptor, SessionSink,
 };
-use crate::net::async_io::UdpPath;
+use crate::net::async_io::{AsyncUdp, UdpPath};
 use crate::net::client::{ClientConfig, ConnectError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
 use crate::net::io::LinkSimulation;
@@ -203,7 +208,7 @@ impl State {
     }
 
     /// One round of I/O without waiting: read, timers, transmit.
-    fn drive(&mut self, socket: &UdpSocket, now: Instant) -> io::Result<()> {
+    fn drive(&mut self, socket: &AsyncUdp, now: Instant) -> io::Result<()> {
         self.last_drive = now;
         for _ in 0..MAX_DATAGRAMS_PER_DRIVE {
             match self.udp.recv(socket, now, &mut self.buf)? {
@@ -221,7 +226,7 @@ impl State {
     }
 
     /// Sends everything the connections have to send, until the socket would block.
-    fn transmit(&mut self, socket: &UdpSocket, now: Instant) {
+    fn transmit(&mut self, socket: &AsyncUdp, now: Instant) {
         if !self.udp.flush(socket, now, &mut self.scratch) {
             return;
         }
@@ -316,7 +321,7 @@ impl State {
 /// What every clone of a [`SecureSocket`] shares.
 struct Shared {
     state: Mutex<State>,
-    socket: UdpSocket,
+    socket: AsyncUdp,
     notify: Notify,
     /// `poll` futures alive (waiting or running).
     active_polls: AtomicUsize,
@@ -329,7 +334,7 @@ struct Shared {
 
 impl Shared {
     fn new(
-        socket: UdpSocket,
+        socket: AsyncUdp,
         state: State,
         local_tcp: Option<SocketAddr>,
         handshake_stats: Option<Arc<Mutex<HandshakeStats>>>,
@@ -943,10 +948,10 @@ async fn sleep_until_or_forever(deadline: Option<Instant>) {
 }
 
 /// Binds a UDP socket with `config` and registers it with Tokio.
-fn bind_async_udp(addr: SocketAddr, config: &SocketConfig) -> io::Result<UdpSocket> {
+fn bind_async_udp(addr: SocketAddr, config: &SocketConfig) -> io::Result<AsyncUdp> {
     let (socket, report) = bind_udp(addr, config)?;
     if !report.refused.is_empty() {
         tracing::debug!(refused = ?report.refused, "some socket options were refused");
     }
-    UdpSocket::from_std(socket)
+    AsyncUdp::new(socket)
 }
