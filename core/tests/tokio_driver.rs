@@ -579,6 +579,92 @@ async fn a_vanished_client_times_out_on_the_server() {
     .await;
 }
 
+/// Protocol timers wake every kind of poll: a poll cancelled while it waits
+/// (its timer is kept for the next one), then two polls waiting at once (one
+/// on the socket's kept timer, one on its own). Nothing but timers wakes them:
+/// the client hears nothing, so only its keep-alives and its idle timeout run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_wake_cancelled_and_concurrent_polls() {
+    bounded("timers", async {
+        let dev = dev_certificate();
+        let (server, _events, _task) =
+            echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
+        let config = ClientConfig {
+            transport: short_timeouts(),
+            ..trusting(&dev)
+        };
+        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), config)
+            .await
+            .unwrap();
+        let deaf = LinkSimulation {
+            outgoing: None,
+            incoming: Some(LinkConfig {
+                loss: 1.0,
+                ..LinkConfig::default()
+            }),
+        };
+        client.set_link_simulation(&deaf).unwrap();
+        let start = Instant::now();
+        let mut events = Vec::new();
+        let mut seen = Vec::new();
+        // Polls cancelled after 10 ms each, for a while.
+        while start.elapsed() < Duration::from_millis(300) {
+            tokio::select! {
+                r = client.poll_into(&mut events) => {
+                    r.unwrap();
+                    seen.append(&mut events);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+        // Then two polls at once, until one of them reports the timeout.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let pollers: Vec<_> = (0..2)
+            .map(|i| {
+                let (client, tx) = (client.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut events = Vec::new();
+                    loop {
+                        if i == 0 {
+                            client.poll_into(&mut events).await.unwrap();
+                        } else {
+                            events = client.poll().await.unwrap();
+                        }
+                        for event in events.drain(..) {
+                            let _ = tx.send(event);
+                        }
+                    }
+                })
+            })
+            .collect();
+        loop {
+            let event = rx.recv().await.unwrap();
+            if let SecureEvent::Disconnected(peer, reason) = event {
+                assert_eq!((peer, reason), (1, DisconnectReason::Timeout));
+                break;
+            }
+            seen.push(event);
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited > Duration::from_millis(1500) && waited < Duration::from_millis(3500),
+            "timed out after {waited:?}"
+        );
+        assert!(
+            seen.iter().all(|e| matches!(e, SecureEvent::Connected(1))),
+            "{seen:?}"
+        );
+        assert!(
+            client.peer_stats(1).is_none() || client.peer_count() == 0,
+            "the connection is gone"
+        );
+        for poller in pollers {
+            poller.abort();
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stay_alive_while_nobody_polls() {
     bounded("background ticker", async {

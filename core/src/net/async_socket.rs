@@ -108,6 +108,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -115,6 +116,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Sleep;
 
 use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, DisconnectReason, SendError};
@@ -155,6 +157,8 @@ const MAX_DATAGRAMS_PER_DRIVE: usize = 1024;
 /// done yet (a server peer whose address is not known yet, a blocked socket),
 /// so the driver never spins (milliseconds).
 const MIN_TIMER_WAIT_MS: u64 = 1;
+/// Deadline of the poll timer before a poll first sets it (never reached).
+const UNARMED_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Message buffers a socket keeps from the `Data` events handed back to
 /// [`SecureSocket::poll_into`] until new messages take them (more are freed).
 const SPARE_MESSAGE_BUFFERS: usize = 64;
@@ -323,6 +327,9 @@ struct Shared {
     state: Mutex<State>,
     socket: AsyncUdp,
     notify: Notify,
+    /// The timer a waiting `poll` sleeps on, kept from one wait to the next:
+    /// see [`ActivePoll::sleep_until`]. `None` while a poll holds it.
+    poll_timer: Mutex<Option<Pin<Box<Sleep>>>>,
     /// `poll` futures alive (waiting or running).
     active_polls: AtomicUsize,
     local_udp: SocketAddr,
@@ -345,6 +352,8 @@ impl Shared {
             state: Mutex::new(state),
             socket,
             notify: Notify::new(),
+            // Not registered with the timer wheel until first awaited.
+            poll_timer: Mutex::new(Some(Box::pin(tokio::time::sleep(UNARMED_TIMER)))),
             active_polls: AtomicUsize::new(0),
             local_udp,
             local_tcp,
@@ -412,11 +421,16 @@ async fn run_ticker(shared: Weak<Shared>) {
     }
 }
 
-/// Counts a `poll` future as active for as long as it lives.
+/// Counts a `poll` future as active for as long as it lives, and holds the
+/// socket's poll timer while it needs one.
 struct ActivePoll<'a> {
     shared: &'a Shared,
     /// Whether it is awaiting (and so has published its deadline).
     waiting: bool,
+    /// The socket's poll timer, once taken (another poll may hold it).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether it tried to take the timer.
+    took_timer: bool,
 }
 
 impl<'a> ActivePoll<'a> {
@@ -425,6 +439,37 @@ impl<'a> ActivePoll<'a> {
         Self {
             shared,
             waiting: false,
+            timer: None,
+            took_timer: false,
+        }
+    }
+
+    /// Sleeps until `deadline` (forever if `None`).
+    ///
+    /// On the socket's poll timer, which stays registered with Tokio's timer
+    /// wheel between waits: nearly every packet moves the next deadline a
+    /// little later (acknowledgement, retransmission and keep-alive timers
+    /// count from the last packet), and moving a registered timer later only
+    /// updates its deadline, where a new timer per wait is inserted into the
+    /// wheel and removed again. A poll that finds the timer taken (several
+    /// polls at once) sleeps on a timer of its own.
+    async fn sleep_until(&mut self, deadline: Option<Instant>) {
+        let Some(deadline) = deadline else {
+            return std::future::pending().await;
+        };
+        let deadline = tokio_instant(deadline);
+        if !self.took_timer {
+            self.took_timer = true;
+            self.timer = lock(&self.shared.poll_timer).take();
+        }
+        match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer.as_mut().await
+            }
+            None => tokio::time::sleep_until(deadline).await,
         }
     }
 }
@@ -435,6 +480,9 @@ impl Drop for ActivePoll<'_> {
         if self.waiting {
             // Cancelled while awaiting: nobody waits on that deadline any more.
             lock(&self.shared.state).poller_wait = None;
+        }
+        if let Some(timer) = self.timer.take() {
+            *lock(&self.shared.poll_timer) = Some(timer);
         }
     }
 }
@@ -784,9 +832,9 @@ impl SecureSocket {
         let shared = &*self.shared;
         let mut active = ActivePoll::new(shared);
         loop {
+            // Registered as a waiter only when awaited below; a `notify_one`
+            // before that leaves a permit it then takes.
             let notified = shared.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
             let (deadline, blocked) = {
                 let mut s = lock(&shared.state);
                 s.poller_wait = None;
@@ -809,7 +857,7 @@ impl SecureSocket {
                 r = shared.socket.readable() => r?,
                 r = shared.socket.writable(), if blocked => r?,
                 _ = notified => {}
-                _ = sleep_until_or_forever(deadline) => {}
+                _ = active.sleep_until(deadline) => {}
             }
         }
     }
@@ -937,13 +985,6 @@ impl SecureSocket {
         lock(&self.shared.state).udp.set_simulation(link)?;
         self.shared.notify.notify_one();
         Ok(())
-    }
-}
-
-async fn sleep_until_or_forever(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(tokio_instant(t)).await,
-        None => std::future::pending().await,
     }
 }
 
