@@ -70,7 +70,12 @@
 //!   [`Notify`] that `send`, `disconnect` and the handshake tasks use when
 //!   they change what it waits for. Per datagram that is one `recvfrom` (plus
 //!   one that finds the socket empty per batch) and no wake-up of any other
-//!   task: no thread hop on the hot path.
+//!   task: no thread hop on the hot path. A `poll` woken by a datagram
+//!   returns as soon as it has events, and leaves that empty `recvfrom` to
+//!   the next `poll`, after the application has answered; that one reads on
+//!   until the socket is empty, so a burst is still read in one go. A ping-pong
+//!   then makes the same system calls in the same order as a plain Tokio UDP
+//!   echo: wake, `recvfrom`, `sendto`, empty `recvfrom`, wait.
 //! * [`send`](SecureSocket::send) queues the message and transmits at once on
 //!   the sender's task: one `sendto` per datagram. It wakes a waiting `poll`
 //!   only when its message moved the next deadline earlier (the first
@@ -178,6 +183,20 @@ pub enum SecureEvent {
     Disconnected(PeerId, DisconnectReason),
 }
 
+/// How much of the socket one round of I/O reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// Until it would block (at most [`MAX_DATAGRAMS_PER_DRIVE`]).
+    Drain,
+    /// Until the application has events, else as `Drain`: a `poll` woken by
+    /// a datagram returns its events without first asking the socket for
+    /// another one. That last `recvfrom`, which finds the socket empty, then
+    /// happens in the next `poll`, after the application has answered: off
+    /// the round trip. The next `poll` drains what else arrived meanwhile, so
+    /// a flood is still read in batches.
+    UntilEvents,
+}
+
 /// The driver state behind the lock.
 #[derive(Debug)]
 struct State {
@@ -211,13 +230,17 @@ impl State {
         })
     }
 
-    /// One round of I/O without waiting: read, timers, transmit.
-    fn drive(&mut self, socket: &AsyncUdp, now: Instant) -> io::Result<()> {
+    /// One round of I/O without waiting: read (as `read` says), timers,
+    /// transmit.
+    fn drive(&mut self, socket: &AsyncUdp, now: Instant, read: Read) -> io::Result<()> {
         self.last_drive = now;
         for _ in 0..MAX_DATAGRAMS_PER_DRIVE {
             match self.udp.recv(socket, now, &mut self.buf)? {
                 Some((from, n)) => {
                     self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
+                    if read == Read::UntilEvents && self.endpoint.has_pending() {
+                        break;
+                    }
                 }
                 None => break,
             }
@@ -382,7 +405,7 @@ impl Shared {
         if idle < Duration::from_millis(takeover_ms) {
             return;
         }
-        if let Err(e) = s.drive(&self.socket, now) {
+        if let Err(e) = s.drive(&self.socket, now, Read::Drain) {
             tracing::debug!(error = %e, "background I/O failed");
         }
         // Rare (a poll that stalled): let it look at what arrived.
@@ -746,7 +769,8 @@ impl SecureSocket {
                     next_ping = now + retry;
                     retry = (retry * 2).min(Duration::from_millis(FIRST_PACKET_RETRY_MAX_MS));
                 }
-                s.drive(&shared.socket, now).map_err(ConnectError::Udp)?;
+                s.drive(&shared.socket, now, Read::Drain)
+                    .map_err(ConnectError::Udp)?;
                 let answered = s
                     .endpoint
                     .connection(peer)
@@ -831,6 +855,7 @@ impl SecureSocket {
         tokio::task::coop::consume_budget().await;
         let shared = &*self.shared;
         let mut active = ActivePoll::new(shared);
+        let mut read = Read::Drain;
         loop {
             // Registered as a waiter only when awaited below; a `notify_one`
             // before that leaves a permit it then takes.
@@ -843,7 +868,7 @@ impl SecureSocket {
                     s.recycle(events);
                 }
                 let now = Instant::now();
-                s.drive(&shared.socket, now)?;
+                s.drive(&shared.socket, now, read)?;
                 let n = s.take_events_into(events);
                 if n > 0 {
                     return Ok(n);
@@ -859,6 +884,7 @@ impl SecureSocket {
                 _ = notified => {}
                 _ = active.sleep_until(deadline) => {}
             }
+            read = Read::UntilEvents;
         }
     }
 
