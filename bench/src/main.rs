@@ -145,7 +145,7 @@ fn run(args: &[String]) -> BenchResult<()> {
         ("throughput", throughput::CASE_COUNT * h.runs),
         ("handshake", 4),
         ("crypto", 2 * crypto::backends().len()),
-        ("alloc", 4),
+        ("alloc", alloc::CASE_COUNT),
         ("memory", 1 + h.idle_clients.len()),
     ]
     .iter()

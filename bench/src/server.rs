@@ -380,9 +380,13 @@ fn serve_fastnet_tokio(mode: Mode, low_latency: bool) -> BenchResult<()> {
             ),
             ("pin", pin),
         ]);
+        // The zero-allocation receive path: one event vector throughout.
+        let mut events = Vec::new();
         loop {
-            for event in socket.poll().await? {
+            socket.poll_into(&mut events).await?;
+            for event in &events {
                 if let SecureEvent::Data(peer, channel, data) = event {
+                    let (peer, channel) = (*peer, *channel);
                     match mode {
                         Mode::Echo => {
                             let _ = socket.send(peer, channel, data).await;

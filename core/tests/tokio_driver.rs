@@ -74,7 +74,8 @@ fn server_config(dev: &DevCertificate, transport: TransportConfig) -> ServerConf
 }
 
 /// A server echoing every message on its channel; non-data events go to the
-/// returned receiver.
+/// returned receiver. It receives through `poll_into` (one event vector whose
+/// message buffers are recycled), the clients through `poll`.
 async fn echo_server(
     ip: IpAddr,
     config: ServerConfig,
@@ -89,15 +90,17 @@ async fn echo_server(
     let (tx, rx) = mpsc::unbounded_channel();
     let socket = server.clone();
     let task = tokio::spawn(async move {
+        let mut events = Vec::new();
         loop {
-            for event in socket.poll().await? {
+            socket.poll_into(&mut events).await?;
+            for event in &events {
                 match event {
                     SecureEvent::Data(peer, channel, data) => {
                         // A client may be gone already; that is not the server's error.
-                        let _ = socket.send(peer, channel, data).await;
+                        let _ = socket.send(*peer, *channel, data).await;
                     }
                     other => {
-                        let _ = tx.send(other);
+                        let _ = tx.send(other.clone());
                     }
                 }
             }
@@ -273,6 +276,65 @@ async fn sixteen_clients_echo_every_channel_kind_over_ipv6() {
         "IPv6 echo",
         echo_many_clients(LOCALHOST_V6, ClientConfig::default()),
     )
+    .await;
+}
+
+/// `poll_into` replaces what the vector held (recycling its message buffers,
+/// whatever their size) and returns the number of new events, in order.
+#[tokio::test(flavor = "current_thread")]
+async fn poll_into_replaces_the_events_and_returns_their_count() {
+    bounded("poll_into", async {
+        let dev = dev_certificate();
+        let server = SecureSocket::bind_server_with(
+            any_port(LOCALHOST_V4),
+            any_port(LOCALHOST_V4),
+            server_config(&dev, TransportConfig::default()),
+        )
+        .await
+        .unwrap();
+        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
+            .await
+            .unwrap();
+        // Buffers handed back: empty, small, and larger than the pools keep.
+        let mut events = vec![
+            SecureEvent::Data(9, 0, Vec::new()),
+            SecureEvent::Data(9, 0, vec![1; 100]),
+            SecureEvent::Connected(9),
+            SecureEvent::Data(9, 0, vec![2; 100_000]),
+        ];
+        let sizes = [0usize, 1, 64, 1_500, 5_000, 70_000, 64];
+        for (seq, &len) in sizes.iter().enumerate() {
+            let message = echo_message(0, 0, seq as u32, len.max(6));
+            client
+                .send(1, channels::RELIABLE_ORDERED, &message)
+                .await
+                .unwrap();
+        }
+        let mut received = Vec::new();
+        let mut connected = false;
+        while received.len() < sizes.len() {
+            let n = server.poll_into(&mut events).await.unwrap();
+            assert!(n > 0);
+            assert_eq!(n, events.len(), "the vector holds only the new events");
+            for event in &events {
+                match event {
+                    SecureEvent::Connected(_) => {
+                        assert!(!connected && received.is_empty(), "{events:?}");
+                        connected = true;
+                    }
+                    SecureEvent::Data(_, channel, data) => {
+                        assert!(connected);
+                        assert_eq!(*channel, channels::RELIABLE_ORDERED);
+                        received.push(data.clone());
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        for (seq, (data, &len)) in received.iter().zip(&sizes).enumerate() {
+            assert_eq!(data, &echo_message(0, 0, seq as u32, len.max(6)));
+        }
+    })
     .await;
 }
 
@@ -513,6 +575,92 @@ async fn a_vanished_client_times_out_on_the_server() {
             "timed out after {waited:?}"
         );
         drop(client);
+    })
+    .await;
+}
+
+/// Protocol timers wake every kind of poll: a poll cancelled while it waits
+/// (its timer is kept for the next one), then two polls waiting at once (one
+/// on the socket's kept timer, one on its own). Nothing but timers wakes them:
+/// the client hears nothing, so only its keep-alives and its idle timeout run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_wake_cancelled_and_concurrent_polls() {
+    bounded("timers", async {
+        let dev = dev_certificate();
+        let (server, _events, _task) =
+            echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
+        let config = ClientConfig {
+            transport: short_timeouts(),
+            ..trusting(&dev)
+        };
+        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), config)
+            .await
+            .unwrap();
+        let deaf = LinkSimulation {
+            outgoing: None,
+            incoming: Some(LinkConfig {
+                loss: 1.0,
+                ..LinkConfig::default()
+            }),
+        };
+        client.set_link_simulation(&deaf).unwrap();
+        let start = Instant::now();
+        let mut events = Vec::new();
+        let mut seen = Vec::new();
+        // Polls cancelled after 10 ms each, for a while.
+        while start.elapsed() < Duration::from_millis(300) {
+            tokio::select! {
+                r = client.poll_into(&mut events) => {
+                    r.unwrap();
+                    seen.append(&mut events);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+        // Then two polls at once, until one of them reports the timeout.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let pollers: Vec<_> = (0..2)
+            .map(|i| {
+                let (client, tx) = (client.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut events = Vec::new();
+                    loop {
+                        if i == 0 {
+                            client.poll_into(&mut events).await.unwrap();
+                        } else {
+                            events = client.poll().await.unwrap();
+                        }
+                        for event in events.drain(..) {
+                            let _ = tx.send(event);
+                        }
+                    }
+                })
+            })
+            .collect();
+        loop {
+            let event = rx.recv().await.unwrap();
+            if let SecureEvent::Disconnected(peer, reason) = event {
+                assert_eq!((peer, reason), (1, DisconnectReason::Timeout));
+                break;
+            }
+            seen.push(event);
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited > Duration::from_millis(1500) && waited < Duration::from_millis(3500),
+            "timed out after {waited:?}"
+        );
+        assert!(
+            seen.iter().all(|e| matches!(e, SecureEvent::Connected(1))),
+            "{seen:?}"
+        );
+        assert!(
+            client.peer_stats(1).is_none() || client.peer_count() == 0,
+            "the connection is gone"
+        );
+        for poller in pollers {
+            poller.abort();
+        }
     })
     .await;
 }

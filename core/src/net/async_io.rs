@@ -1,8 +1,8 @@
-//! The UDP side of the Tokio driver: non-blocking receive and send on a
-//! `tokio::net::UdpSocket` (`try_recv_from` / `try_send_to`, so Tokio's
-//! readiness tracking stays exact), the one datagram kept back when the socket
-//! would block, and the optional link conditioners that simulate a bad network
-//! on a real socket.
+//! The UDP side of the Tokio driver: [`AsyncUdp`], the socket registered with
+//! Tokio; non-blocking receive and send (`try_recv_from` / `try_send_to`, so
+//! Tokio's readiness tracking stays exact); the one datagram kept back when the
+//! socket would block; and the optional link conditioners that simulate a bad
+//! network on a real socket.
 //!
 //! [`UdpPath`] lives inside the driver's lock; the socket does not (awaiting its
 //! readiness needs no lock), so every method takes the socket as an argument.
@@ -11,7 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
+#[cfg(unix)]
+use tokio::io::{unix::AsyncFd, Interest};
 
 use crate::net::io::{Conditioned as Simulated, LinkSimulation};
 use crate::packet::MAX_DATAGRAM_BYTES;
@@ -19,6 +20,124 @@ use crate::packet::MAX_DATAGRAM_BYTES;
 /// Most datagrams moved from the socket into the incoming conditioner per
 /// receive call, so a flood cannot keep one call busy forever.
 const MAX_CONDITIONED_READS_PER_CALL: usize = 1024;
+
+/// How long [`AsyncUdp::writable`] waits when it cannot register for
+/// writability (milliseconds).
+#[cfg(unix)]
+const WRITABLE_FALLBACK_WAIT_MS: u64 = 1;
+
+/// The driver's UDP socket, registered with Tokio's reactor.
+///
+/// On Unix it is registered for readability only. A UDP socket becomes
+/// writable again after every datagram it sends, and with the edge-triggered
+/// readiness Tokio uses (epoll, kqueue) a registration that includes
+/// writability is woken for that after nearly every send: one more return
+/// from the reactor's wait, and one more turn of the runtime, per datagram
+/// sent, for a readiness nobody waits on. The driver sends without asking
+/// (a send that would block keeps its datagram, see [`UdpPath`]), so only the
+/// rare wait for writability needs it: [`AsyncUdp::writable`] registers a
+/// duplicate of the descriptor for writability for the length of that wait.
+/// Elsewhere it is a `tokio::net::UdpSocket`.
+#[derive(Debug)]
+pub(crate) struct AsyncUdp {
+    #[cfg(unix)]
+    io: AsyncFd<std::net::UdpSocket>,
+    #[cfg(not(unix))]
+    io: tokio::net::UdpSocket,
+}
+
+impl AsyncUdp {
+    /// Registers a non-blocking socket with the current runtime's reactor.
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+        #[cfg(unix)]
+        let io = register(socket, Interest::READABLE)?;
+        #[cfg(not(unix))]
+        let io = tokio::net::UdpSocket::from_std(socket)?;
+        Ok(Self { io })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        #[cfg(unix)]
+        return self.io.get_ref().local_addr();
+        #[cfg(not(unix))]
+        return self.io.local_addr();
+    }
+
+    /// Receives a datagram if one is waiting (`WouldBlock` otherwise, which
+    /// also clears the readiness [`AsyncUdp::readable`] waits for).
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        #[cfg(unix)]
+        return self
+            .io
+            .try_io(Interest::READABLE, |socket| socket.recv_from(buf));
+        #[cfg(not(unix))]
+        return self.io.try_recv_from(buf);
+    }
+
+    /// Sends a datagram if the socket has room (`WouldBlock` otherwise).
+    pub fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        #[cfg(unix)]
+        return self.io.get_ref().send_to(datagram, to);
+        #[cfg(not(unix))]
+        return self.io.try_send_to(datagram, to);
+    }
+
+    /// Waits until a datagram may be waiting (until `try_recv_from` may
+    /// succeed).
+    pub async fn readable(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        self.io.readable().await?.retain_ready();
+        #[cfg(not(unix))]
+        self.io.readable().await?;
+        Ok(())
+    }
+
+    /// Waits until the socket has room for a datagram. Rare (the socket's
+    /// send buffer was full): on Unix a duplicate of the descriptor is
+    /// registered for writability for as long as this waits (registering
+    /// reports a socket that is writable already). If that cannot be done
+    /// (out of descriptors), it waits [`WRITABLE_FALLBACK_WAIT_MS`] instead:
+    /// the caller tries again either way.
+    pub async fn writable(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            match self
+                .io
+                .get_ref()
+                .try_clone()
+                .and_then(|dup| register(dup, Interest::WRITABLE))
+            {
+                Ok(probe) => probe.writable().await?.retain_ready(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot wait for writability; sleeping instead");
+                    let wait = std::time::Duration::from_millis(WRITABLE_FALLBACK_WAIT_MS);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        self.io.writable().await?;
+        Ok(())
+    }
+}
+
+/// Registers `socket` with the current runtime's reactor for `interest`.
+///
+/// Tokio 1.5x deprecates the safe constructor in favour of an `unsafe` one
+/// (this crate forbids `unsafe`) because an arbitrary `T: AsRawFd` could
+/// close or change its descriptor while registered. A `std::net::UdpSocket`
+/// owns its descriptor, which stays open and the same until the socket is
+/// dropped, and the `AsyncFd` owns the socket and never hands it out mutably:
+/// the requirement of the `unsafe` constructor holds by construction.
+#[cfg(unix)]
+#[allow(deprecated)]
+fn register(
+    socket: std::net::UdpSocket,
+    interest: Interest,
+) -> io::Result<AsyncFd<std::net::UdpSocket>> {
+    AsyncFd::with_interest(socket, interest)
+}
 
 /// Errors a UDP socket reports for earlier datagrams (ICMP port unreachable,
 /// a reset on Windows), which say nothing about the socket itself.
@@ -74,7 +193,7 @@ impl UdpPath {
     /// conditioner, if any). `Ok(None)`: nothing more to read now.
     pub fn recv(
         &mut self,
-        socket: &UdpSocket,
+        socket: &AsyncUdp,
         now: Instant,
         buf: &mut [u8],
     ) -> io::Result<Option<(SocketAddr, usize)>> {
@@ -104,7 +223,7 @@ impl UdpPath {
     /// first with the next [`UdpPath::flush`]; send nothing else until then.
     pub fn send(
         &mut self,
-        socket: &UdpSocket,
+        socket: &AsyncUdp,
         now: Instant,
         to: SocketAddr,
         datagram: &[u8],
@@ -117,7 +236,7 @@ impl UdpPath {
         self.send_now(socket, to, datagram)
     }
 
-    fn send_now(&mut self, socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> bool {
+    fn send_now(&mut self, socket: &AsyncUdp, to: SocketAddr, datagram: &[u8]) -> bool {
         match socket.try_send_to(datagram, to) {
             Ok(_) => true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -136,7 +255,7 @@ impl UdpPath {
     /// Sends the datagram kept back, then the conditioned datagrams whose time
     /// has come. `buf` is scratch space. Returns `false` while the socket would
     /// block.
-    pub fn flush(&mut self, socket: &UdpSocket, now: Instant, buf: &mut [u8]) -> bool {
+    pub fn flush(&mut self, socket: &AsyncUdp, now: Instant, buf: &mut [u8]) -> bool {
         if let Some((to, n)) = self.stalled {
             match socket.try_send_to(&self.stalled_buf[..n], to) {
                 Ok(_) => self.stalled = None,
@@ -168,5 +287,71 @@ impl UdpPath {
             .flatten()
             .filter_map(Simulated::next_delivery)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn bound() -> AsyncUdp {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("non-blocking");
+        AsyncUdp::new(socket).expect("register")
+    }
+
+    async fn within<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(5), f)
+            .await
+            .expect("ready within 5 s")
+    }
+
+    #[test]
+    fn reads_what_arrives_and_waits_for_more() {
+        runtime().block_on(async {
+            let (a, b) = (bound(), bound());
+            let mut buf = [0u8; 64];
+            let e = b.try_recv_from(&mut buf).expect_err("nothing yet");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            for round in 0..3u8 {
+                assert_eq!(
+                    a.try_send_to(&[round; 5], b.local_addr().unwrap()).unwrap(),
+                    5
+                );
+                within(b.readable()).await.expect("readable");
+                let (n, from) = b.try_recv_from(&mut buf).expect("a datagram");
+                assert_eq!(
+                    (&buf[..n], from),
+                    (&[round; 5][..], a.local_addr().unwrap())
+                );
+                let e = b.try_recv_from(&mut buf).expect_err("read everything");
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            }
+        });
+    }
+
+    /// Writability is not part of the socket's registration: each wait
+    /// registers a duplicate descriptor, which reports a writable socket at
+    /// once and is gone afterwards (so the next wait can register again).
+    #[test]
+    fn waits_for_writability_on_demand() {
+        runtime().block_on(async {
+            let (a, b) = (bound(), bound());
+            for _ in 0..3 {
+                within(a.writable()).await.expect("writable");
+            }
+            // The socket still works, and is still readable-driven.
+            a.try_send_to(b"x", b.local_addr().unwrap()).unwrap();
+            within(b.readable()).await.expect("readable");
+            assert_eq!(b.try_recv_from(&mut [0u8; 8]).unwrap().0, 1);
+        });
     }
 }
