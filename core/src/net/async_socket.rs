@@ -167,9 +167,6 @@ const UNARMED_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Message buffers a socket keeps from the `Data` events handed back to
 /// [`SecureSocket::poll_into`] until new messages take them (more are freed).
 const SPARE_MESSAGE_BUFFERS: usize = 64;
-/// How often a server peer without an address yet (its first datagram has not
-/// arrived) is looked at for its idle timeout (milliseconds).
-const ADDRESSLESS_RECHECK_MS: u64 = 100;
 
 /// Something that happened on a [`SecureSocket`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,23 +306,13 @@ impl State {
     /// [`MIN_TIMER_WAIT_MS`] (see the constant).
     fn wait_deadline(&self, now: Instant) -> Option<Instant> {
         let earliest = now + Duration::from_millis(MIN_TIMER_WAIT_MS);
-        let mut next = self.udp.next_deadline();
-        for peer in self.endpoint.peers() {
-            let Some(t) = self
-                .endpoint
-                .connection(peer)
-                .and_then(|c| c.poll_timeout())
-            else {
-                continue;
-            };
-            let t = if t <= now && self.endpoint.peer_addr(peer).is_none() {
-                now + Duration::from_millis(ADDRESSLESS_RECHECK_MS)
-            } else {
-                t
-            };
-            next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        }
-        next.map(|t| t.max(earliest))
+        // The endpoint files every peer's deadline in a heap (a peer without
+        // an address yet only under its idle timeout): no scan of all peers.
+        [self.udp.next_deadline(), self.endpoint.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.max(earliest))
     }
 
     /// Whether a waiting `poll` must look again because `peer`'s deadline moved

@@ -272,13 +272,12 @@ impl Endpoint {
                 self.timers.push(Reverse((t, id)));
             }
         }
-        // Stale entries pile up as deadlines move: rebuild when they dominate.
+        // Stale entries pile up as deadlines move: drop them when they
+        // dominate, in place (the heap keeps its capacity: no allocation).
         if self.timers.len() > 2 * self.peers.len() + 64 {
-            self.timers = self
-                .peers
-                .iter()
-                .filter_map(|(&id, p)| p.timer.map(|t| Reverse((t, id))))
-                .collect();
+            let peers = &self.peers;
+            self.timers
+                .retain(|Reverse((t, id))| peers.get(id).is_some_and(|p| p.timer == Some(*t)));
         }
     }
 
