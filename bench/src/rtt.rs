@@ -73,8 +73,6 @@ pub enum ClientKind {
     UdpSpin,
     /// tokio socket, current-thread runtime.
     UdpTokio,
-    /// std socket, non-blocking, receiving until `EAGAIN` like `service()`.
-    UdpSpinDrain,
     /// `fastnet::net::Client`, `service()` spin.
     FastnetSpin,
     /// `fastnet::net::Client`, `service_for` (the row's wait).
@@ -173,13 +171,6 @@ pub const ROWS: &[Row] = &[
         "raw UDP, busy-poll non-blocking `recv`",
         ServerKind::UdpSpin,
         ClientKind::UdpSpin,
-        IoMode::BusyPoll,
-    ),
-    row(
-        "udp-spin-drain",
-        "raw UDP, busy-poll with the system calls of `service()` (receive until `EAGAIN`; server: one more empty receive before answering); diagnostic",
-        ServerKind::UdpSpinDrain,
-        ClientKind::UdpSpinDrain,
         IoMode::BusyPoll,
     ),
     row(
@@ -558,7 +549,6 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
             udp_client(h, &server, row.client == ClientKind::UdpSpin)
         }
         ClientKind::UdpTokio => udp_tokio_client(h, &server),
-        ClientKind::UdpSpinDrain => udp_drain_client(h, &server),
         ClientKind::FastnetSpin | ClientKind::FastnetBlock => game_loop_client(h, &server, row),
         ClientKind::FastnetTokio => tokio_driver_client(h, &server, row),
         ClientKind::FastnetCapi => crate::capi_client::run(h, &server),
@@ -634,33 +624,6 @@ fn udp_client(h: &Harness, server: &ServerProcess, spin: bool) -> BenchResult<Ru
                 Ok(n) if n == PING_BYTES => return Ok(t.elapsed()),
                 Ok(_) => return Err(fail("echo of the wrong size")),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && spin => {
-                    if t.elapsed() > PING_TIMEOUT {
-                        return Err(fail("no echo"));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    Ok(ping_loop!(h, ping(), None))
-}
-
-fn udp_drain_client(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
-    let socket = raw_udp_socket(false)?;
-    socket.connect(server_addr(server, "udp")?)?;
-    let payload = [7u8; PING_BYTES];
-    let mut buf = [0u8; 2048];
-    let mut ping = || -> BenchResult<Duration> {
-        let t = Instant::now();
-        socket.send(&payload)?;
-        let mut got = false;
-        loop {
-            match socket.recv(&mut buf) {
-                Ok(_) => got = true,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if got {
-                        return Ok(t.elapsed());
-                    }
                     if t.elapsed() > PING_TIMEOUT {
                         return Err(fail("no echo"));
                     }

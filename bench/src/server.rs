@@ -32,10 +32,6 @@ pub enum ServerKind {
     UdpSpin,
     /// tokio `UdpSocket` on a current-thread runtime.
     UdpTokio,
-    /// std `UdpSocket`, non-blocking, with the system calls of FastNet's
-    /// `service()` loop: receive until `EAGAIN`, then one more empty receive
-    /// before the answer goes out (diagnostic row).
-    UdpSpinDrain,
     /// FastNet game-loop `Server`, `service()` in a spin loop.
     FastnetSpin,
     /// FastNet game-loop `Server`, `service_for` loop (`wait-us=`).
@@ -50,8 +46,7 @@ pub enum ServerKind {
 
 impl ServerKind {
     /// Every kind with its command-line name.
-    pub const ALL: [(ServerKind, &'static str); 9] = [
-        (ServerKind::UdpSpinDrain, "udp-spin-drain"),
+    pub const ALL: [(ServerKind, &'static str); 8] = [
         (ServerKind::UdpBlock, "udp-block"),
         (ServerKind::UdpSpin, "udp-spin"),
         (ServerKind::UdpTokio, "udp-tokio"),
@@ -189,7 +184,6 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         ServerKind::UdpBlock => serve_udp(mode, false),
         ServerKind::UdpSpin => serve_udp(mode, true),
         ServerKind::UdpTokio => serve_udp_tokio(mode),
-        ServerKind::UdpSpinDrain => serve_udp_drain(),
         ServerKind::FastnetSpin => serve_fastnet(mode, low_latency, tuning, false),
         ServerKind::FastnetBlock => serve_fastnet(mode, low_latency, tuning, true),
         ServerKind::FastnetTokio => serve_fastnet_tokio(mode, low_latency),
@@ -232,33 +226,6 @@ fn serve_udp(mode: Mode, spin: bool) -> BenchResult<()> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn serve_udp_drain() -> BenchResult<()> {
-    let socket = raw_udp_socket(false)?;
-    ready(&[("udp", socket.local_addr()?.port().to_string())]);
-    let mut buf = vec![0u8; 65_536];
-    let mut pending: Option<(usize, SocketAddr)> = None;
-    loop {
-        // One `service()`: drain the socket...
-        loop {
-            match socket.recv_from(&mut buf) {
-                Ok(got) => pending = Some(got),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // ...the application queues its answer, which the next `service()`
-        // sends after draining the (empty) socket again.
-        if let Some((n, from)) = pending.take() {
-            match socket.recv_from(&mut [0u8; 16]) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                _ => return Err(fail("udp-spin-drain: one message in flight expected")),
-            }
-            socket.send_to(&buf[..n], from)?;
         }
     }
 }
