@@ -517,3 +517,41 @@ fn foreign_sources_cannot_take_over_a_session() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     relay_thread.join().unwrap();
 }
+
+/// Junk and datagrams longer than the datagram limit (up to the largest UDP
+/// payload) are dropped without failing `service`, with batching on and off.
+#[test]
+fn oversized_and_junk_datagrams_are_dropped_not_fatal() {
+    for batching in [true, false] {
+        let dev = dev_cert();
+        let mut config = ServerConfig::new(Arc::new(
+            ServerCredentials::from_dev_certificate(&dev).unwrap(),
+        ));
+        config.socket.batching = batching;
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server::bind(any, any, config).unwrap();
+        let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for len in [65_000usize, 3000, 1201, 20, 0] {
+            junk.send_to(&vec![0xA5; len], server.udp_addr()).unwrap();
+        }
+        for _ in 0..5 {
+            server.service_for(Duration::from_millis(1)).unwrap();
+        }
+        let port = server.tcp_addr().port();
+        let client_config = trusting(&dev);
+        let client = std::thread::spawn(move || {
+            let mut client = Client::connect("127.0.0.1", port, client_config).unwrap();
+            client
+                .send(channels::RELIABLE_ORDERED, b"still here")
+                .unwrap();
+            let mut buf = Vec::new();
+            client_until(&mut client, |c| c.recv_into(&mut buf));
+            assert_eq!(buf, b"still here");
+        });
+        let clients = [client];
+        echo_until_done(&mut server, &clients);
+        let [client] = clients;
+        client.join().expect("client thread");
+        assert_eq!(server.handshake_stats().completed, 1, "batching {batching}");
+    }
+}

@@ -588,14 +588,18 @@ fn account(stats: &mut IoStats, r: FlushReport) {
 }
 
 /// Errors a UDP socket reports for earlier datagrams (ICMP port unreachable,
-/// a reset on Windows), which say nothing about the socket itself.
+/// a reset on Windows), or for one datagram it drops (Windows: a datagram
+/// longer than the buffer, `WSAEMSGSIZE`; elsewhere it is truncated and then
+/// fails authentication), which say nothing about the socket itself.
 fn is_transient(e: &io::Error) -> bool {
+    /// `WSAEMSGSIZE`.
+    const MESSAGE_TOO_LONG: i32 = 10040;
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::Interrupted
-    )
+    ) || (cfg!(windows) && e.raw_os_error() == Some(MESSAGE_TOO_LONG))
 }
 
 #[cfg(test)]
