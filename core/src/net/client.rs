@@ -134,18 +134,17 @@ struct State {
 }
 
 impl State {
-    /// Queues every datagram the connection has to send; returns whether
-    /// there was any.
-    fn transmit(&mut self, now: Instant) -> bool {
-        let mut any = false;
+    /// Sends every datagram the connection has to send (batched where the OS
+    /// allows).
+    fn transmit(&mut self, now: Instant) {
         loop {
             let slot = self.io.send_slot();
             let Some(n) = self.conn.poll_transmit(now, slot) else {
-                return any;
+                break;
             };
             self.io.commit(now, self.server, n);
-            any = true;
         }
+        self.io.flush(now);
     }
 }
 
@@ -159,9 +158,7 @@ impl DriverState for State {
     }
 
     fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize> {
-        if self.transmit(now) {
-            self.io.flush(now);
-        }
+        self.transmit(now);
         let mut received = 0;
         if read {
             let (conn, answered_from) = (&mut self.conn, &mut self.answered_from);
@@ -178,7 +175,6 @@ impl DriverState for State {
             self.conn.handle_timeout(now);
         }
         self.transmit(now);
-        self.io.flush(now);
         while let Some(Event::Disconnected(reason)) = self.conn.poll_event() {
             self.events.push_back(ClientEvent::Disconnected(reason));
         }

@@ -86,6 +86,14 @@ impl Peer {
         }
     }
 
+    /// Puts the peer (`id`) in the `sending` queue unless it is there.
+    fn queue_to_send(&mut self, id: PeerId, sending: &mut VecDeque<PeerId>) {
+        if !self.sending {
+            self.sending = true;
+            sending.push_back(id);
+        }
+    }
+
     /// Whether the connection is over and has nothing left for anybody.
     fn is_finished(&self) -> bool {
         self.conn.is_closed() && self.conn.pending_messages() == 0
@@ -261,10 +269,7 @@ impl Endpoint {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if !peer.sending {
-            peer.sending = true;
-            self.sending.push_back(id);
-        }
+        peer.queue_to_send(id, &mut self.sending);
         let deadline = peer.deadline();
         if deadline != peer.timer {
             peer.timer = deadline;
@@ -340,6 +345,12 @@ impl Endpoint {
     /// Drops counted before any connection saw the datagram.
     pub fn stats(&self) -> EndpointStats {
         self.stats
+    }
+
+    /// Whether `datagram` is addressed to a connection ID this endpoint does
+    /// not have (false for a malformed one). Looks at the header only.
+    pub fn is_for_unknown_connection(&self, datagram: &[u8]) -> bool {
+        peek_destination(datagram).is_some_and(|cid| !self.by_cid.contains_key(&cid))
     }
 
     /// Handles a datagram from `from`, decrypting it in place. Returns the peer
@@ -429,10 +440,7 @@ impl Endpoint {
     pub fn send(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
         let p = self.peers.get_mut(&peer).ok_or(SendError::Closed)?;
         p.conn.send(channel, data)?;
-        if !p.sending {
-            p.sending = true;
-            self.sending.push_back(peer);
-        }
+        p.queue_to_send(peer, &mut self.sending);
         Ok(())
     }
 
@@ -596,6 +604,26 @@ mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn unknown_connections_are_told_apart_by_header() {
+        let (mut net, _) = Net::new(9);
+        net.client.send(net.client_peer, 0, b"hi").unwrap();
+        let sent = net.client_to_server(addr(5000));
+        assert!(!net.server.is_for_unknown_connection(&sent[0]));
+        // Another session's datagram: a connection ID this server lacks.
+        let (mut elsewhere, _) = Net::new(11);
+        elsewhere
+            .client
+            .send(elsewhere.client_peer, 0, b"x")
+            .unwrap();
+        let foreign = elsewhere.client_to_server(addr(5001));
+        assert!(net.server.is_for_unknown_connection(&foreign[0]));
+        assert!(
+            !net.server.is_for_unknown_connection(&[1, 2, 3]),
+            "malformed"
+        );
     }
 
     #[test]

@@ -361,9 +361,9 @@ impl UdpIo {
 
     /// Sends what is queued and the conditioned datagrams whose time has come.
     pub fn flush(&mut self, now: Instant) {
-        if let Some(c) = &mut self.outgoing {
-            #[cfg(target_os = "linux")]
-            if let Some(b) = &mut self.send_batch {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.send_batch {
+            if let Some(c) = &mut self.outgoing {
                 loop {
                     if b.is_full() {
                         account(&mut self.stats, b.flush(&self.socket));
@@ -374,15 +374,14 @@ impl UdpIo {
                     b.commit(to, n);
                 }
             }
+            account(&mut self.stats, b.flush(&self.socket));
+            return;
+        }
+        if let Some(c) = &mut self.outgoing {
             while let Some((to, n)) = c.pop(now, &mut self.buf) {
                 let r = send_one(&self.socket, self.connected, &self.buf[..n], to);
                 account(&mut self.stats, r);
             }
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(b) = &mut self.send_batch {
-            let r = b.flush(&self.socket);
-            account(&mut self.stats, r);
         }
     }
 

@@ -195,14 +195,16 @@ impl EarlyDatagrams {
         }
     }
 
-    /// Keeps a copy if there is room (more are dropped, as before).
-    fn keep(&mut self, from: SocketAddr, datagram: &[u8]) {
+    /// Keeps a copy if there is room; returns whether it did.
+    fn keep(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
         let i = self.kept.len();
-        if i < EARLY_DATAGRAMS && datagram.len() <= self.slot_bytes {
-            let start = i * self.slot_bytes;
-            self.storage[start..start + datagram.len()].copy_from_slice(datagram);
-            self.kept.push((from, datagram.len()));
+        if i == EARLY_DATAGRAMS || datagram.len() > self.slot_bytes {
+            return false;
         }
+        let start = i * self.slot_bytes;
+        self.storage[start..start + datagram.len()].copy_from_slice(datagram);
+        self.kept.push((from, datagram.len()));
+        true
     }
 }
 
@@ -310,18 +312,17 @@ impl State {
         self.ready = ready;
     }
 
-    /// Queues every datagram the endpoint has to send; returns whether there
-    /// was any.
-    fn transmit(&mut self, now: Instant) -> bool {
-        let mut any = false;
+    /// Sends every datagram the endpoint has to send (batched where the OS
+    /// allows).
+    fn transmit(&mut self, now: Instant) {
         loop {
             let slot = self.io.send_slot();
             let Some((to, n)) = self.endpoint.poll_transmit(now, slot) else {
-                return any;
+                break;
             };
             self.io.commit(now, to, n);
-            any = true;
         }
+        self.io.flush(now);
     }
 
     /// Drops handshakes past their timeout.
@@ -374,20 +375,20 @@ impl DriverState for State {
     }
 
     fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize> {
-        if self.transmit(now) {
-            self.io.flush(now);
-        }
+        self.transmit(now);
         self.pump_handshakes(now);
         let mut received = 0;
         if read {
             let (endpoint, early) = (&mut self.endpoint, &mut self.early);
             let handshaking = !self.pending.is_empty();
             received = self.io.receive(now, |from, datagram| {
-                let unknown = endpoint.stats().unknown_connection;
-                endpoint.handle_datagram(now, from, datagram);
-                if handshaking && endpoint.stats().unknown_connection != unknown {
-                    // Unknown before decryption: the bytes are intact.
-                    early.keep(from, datagram);
+                // Kept for a retry once the handshakes are pumped; handled (and
+                // counted) by the endpoint once, then.
+                let kept = handshaking
+                    && endpoint.is_for_unknown_connection(datagram)
+                    && early.keep(from, datagram);
+                if !kept {
+                    endpoint.handle_datagram(now, from, datagram);
                 }
             })?;
         }
@@ -411,7 +412,6 @@ impl DriverState for State {
             self.endpoint.handle_timeout(now);
         }
         self.transmit(now);
-        self.io.flush(now);
         Ok(received)
     }
 
@@ -543,9 +543,7 @@ impl Server {
     /// server that answers a message as soon as it has it.
     pub fn flush(&mut self) {
         let mut s = lock(&self.state);
-        let now = Instant::now();
-        s.transmit(now);
-        s.io.flush(now);
+        s.transmit(Instant::now());
     }
 
     /// Sets how long `service_for` spins on the socket before sleeping (see
