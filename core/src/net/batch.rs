@@ -6,8 +6,10 @@
 //! late (a bulk transfer's fragments). `ppoll` waits on the socket with a
 //! nanosecond timeout.
 //!
-//! Every call passes `MSG_DONTWAIT`, so these paths never block whatever the
-//! socket's blocking flag (the service thread shares the socket and sets it).
+//! `recvmmsg` and `sendmmsg` pass `MSG_DONTWAIT`, so they never block whatever
+//! the socket's blocking flag (the service thread shares the socket and sets
+//! it). A lone datagram, and the datagrams of a GSO run the device refused,
+//! go out with std's `send_to`, like the portable path's.
 //! The header arrays point into boxed buffers whose addresses never move; they
 //! are built once, so a call costs no set-up beyond resetting what the kernel
 //! wrote.
@@ -298,14 +300,14 @@ impl SendBatch {
                 Err(_) => report.failed = 1,
             }
         } else {
-            self.flush_many(socket.as_raw_fd(), &mut report);
+            self.flush_many(socket, &mut report);
         }
         self.queued.clear();
         self.used = 0;
         report
     }
 
-    fn flush_many(&mut self, fd: RawFd, report: &mut FlushReport) {
+    fn flush_many(&mut self, socket: &UdpSocket, report: &mut FlushReport) {
         // Group the queue into messages: runs for GSO, else one datagram each.
         let mut runs: [(usize, usize); SEND_BATCH] = [(0, 0); SEND_BATCH];
         let mut n_runs = 0;
@@ -334,14 +336,19 @@ impl SendBatch {
         }
         let mut start = 0;
         while start < n_runs {
-            let done = self.send_runs(fd, &runs[start..n_runs], report);
+            let done = self.send_runs(socket, &runs[start..n_runs], report);
             start += done;
         }
     }
 
     /// One `sendmmsg` of `runs`; returns how many runs it consumed (at least
     /// one: a refused first message is counted as failed and skipped).
-    fn send_runs(&mut self, fd: RawFd, runs: &[(usize, usize)], report: &mut FlushReport) -> usize {
+    fn send_runs(
+        &mut self,
+        socket: &UdpSocket,
+        runs: &[(usize, usize)],
+        report: &mut FlushReport,
+    ) -> usize {
         let count = runs.len();
         self.names.clear();
         for (k, &(a, b)) in runs.iter().enumerate() {
@@ -383,7 +390,7 @@ impl SendBatch {
         // SAFETY: `count` headers, each pointing into `self`'s buffers.
         let n = unsafe {
             libc::sendmmsg(
-                fd,
+                socket.as_raw_fd(),
                 self.headers.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT,
@@ -409,9 +416,8 @@ impl SendBatch {
                 let (a, b) = runs[0];
                 for q in a..b {
                     let q = self.queued[q];
-                    let fd_socket = BorrowedUdp(fd);
-                    match fd_socket.send_to(&self.arena[q.offset..q.offset + q.len], q.to) {
-                        Ok(()) => report.sent += 1,
+                    match socket.send_to(&self.arena[q.offset..q.offset + q.len], q.to) {
+                        Ok(_) => report.sent += 1,
                         Err(_) => report.failed += 1,
                     }
                     report.calls += 1;
@@ -423,31 +429,6 @@ impl SendBatch {
                 report.failed += runs[0].1 - runs[0].0;
                 1
             }
-        }
-    }
-}
-
-/// `sendto` on a raw descriptor (the GSO fallback).
-struct BorrowedUdp(RawFd);
-
-impl BorrowedUdp {
-    fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
-        let addr = SockAddr::from(to);
-        // SAFETY: valid buffer and address for the duration of the call.
-        let r = unsafe {
-            libc::sendto(
-                self.0,
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_DONTWAIT,
-                addr.as_ptr().cast(),
-                addr.len(),
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
         }
     }
 }
