@@ -830,8 +830,14 @@ impl Connection {
                         j += 1;
                     }
                     let run = j - i;
-                    for k in 0..run {
-                        let ch = self.send_order[i + (self.round_robin + k) % run] as usize;
+                    // One division per run, not per channel.
+                    let mut at = self.round_robin % run;
+                    for _ in 0..run {
+                        let ch = self.send_order[i + at] as usize;
+                        at = if at + 1 == run { 0 } else { at + 1 };
+                        if !self.send_channels[ch].has_sendable(window_bytes) {
+                            continue;
+                        }
                         if self.send_channels[ch].write_frames(
                             &mut w,
                             fragment_bytes,

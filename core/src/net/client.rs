@@ -168,13 +168,20 @@ impl DriverState for State {
                 }
             })?;
         }
+        // Only what arrived or fired since the first transmit can have made
+        // something new to send: an idle call skips the second look.
+        let mut changed = received > 0;
         while let Some((_, n)) = self.io.pop_incoming(now, &mut self.buf) {
             let _ = self.conn.handle_datagram(now, &mut self.buf[..n]);
+            changed = true;
         }
         if self.conn.poll_timeout().is_some_and(|t| t <= now) {
             self.conn.handle_timeout(now);
+            changed = true;
         }
-        self.transmit(now);
+        if changed {
+            self.transmit(now);
+        }
         while let Some(Event::Disconnected(reason)) = self.conn.poll_event() {
             self.events.push_back(ClientEvent::Disconnected(reason));
         }
@@ -429,7 +436,7 @@ impl Client {
     pub fn send_now(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
         let mut s = lock(&self.state);
         s.conn.send(channel, data)?;
-        let _ = s.service_io(Instant::now(), false);
+        s.transmit(Instant::now());
         Ok(())
     }
 

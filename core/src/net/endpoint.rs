@@ -489,6 +489,12 @@ impl Endpoint {
         None
     }
 
+    /// Whether a peer may have something to send: [`Endpoint::poll_transmit`]
+    /// would look at it. `false` means `poll_transmit` returns `None`.
+    pub fn may_transmit(&self) -> bool {
+        !self.sending.is_empty() || !self.touched.is_empty()
+    }
+
     /// The next deadline of any connection (possibly early: a wake-up that
     /// finds nothing due costs one heap look).
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -604,6 +610,31 @@ mod tests {
             }
             out
         }
+    }
+
+    #[test]
+    fn may_transmit_is_false_only_when_poll_transmit_has_nothing() {
+        let (mut net, peer) = Net::new(21);
+        let now = net.now;
+        // A new peer is looked at once; drained, nothing is left to look at.
+        while net.server.poll_transmit(now, &mut net.buf).is_some() {}
+        assert!(!net.server.may_transmit());
+        // A datagram from the client: the peer may owe an ACK.
+        net.client.send(net.client_peer, 0, b"ping").unwrap();
+        net.client_to_server(addr(5000));
+        assert!(net.server.may_transmit());
+        while net.server.poll_transmit(now, &mut net.buf).is_some() {}
+        assert!(!net.server.may_transmit());
+        // A message queued by the application.
+        net.server.send(peer, 0, b"pong").unwrap();
+        assert!(net.server.may_transmit());
+        assert!(net.server.poll_transmit(now, &mut net.buf).is_some());
+        while net.server.poll_transmit(now, &mut net.buf).is_some() {}
+        assert!(!net.server.may_transmit());
+        // A connection handed out for changes is looked at again.
+        net.server.connection_mut(peer).unwrap().ping();
+        assert!(net.server.may_transmit());
+        assert!(net.server.poll_transmit(now, &mut net.buf).is_some());
     }
 
     #[test]

@@ -411,7 +411,11 @@ impl DriverState for State {
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
-        self.transmit(now);
+        // An idle call (nothing read, due or accepted since the first
+        // transmit) skips the second one.
+        if self.endpoint.may_transmit() {
+            self.transmit(now);
+        }
         Ok(received)
     }
 
