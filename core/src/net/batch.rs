@@ -6,6 +6,10 @@
 //! late (a bulk transfer's fragments). `ppoll` waits on the socket with a
 //! nanosecond timeout.
 //!
+//! A GSO message the kernel refuses (a device that cannot checksum, a path
+//! MTU below the segment size, a socket without checksums) is sent again
+//! datagram by datagram, and GSO stays off for that socket.
+//!
 //! `recvmmsg` and `sendmmsg` pass `MSG_DONTWAIT`, so they never block whatever
 //! the socket's blocking flag (the service thread shares the socket and sets
 //! it). A lone datagram, and the datagrams of a GSO run the device refused,
@@ -409,10 +413,18 @@ impl SendBatch {
                 report.failed += datagrams(runs);
                 count
             }
-            _ if self.gso && e.raw_os_error() == Some(libc::EIO) && runs[0].1 - runs[0].0 > 1 => {
-                // The device cannot segment: retry without GSO from now on.
-                tracing::debug!("UDP GSO refused by the device; sending datagram by datagram");
-                self.gso = false;
+            // A GSO message refused: the device cannot segment or checksum
+            // (`EIO`), or the segment is larger than the path's MTU or the
+            // socket sends without checksums (`EINVAL`). Plain datagrams still
+            // go (fragmented by IP if they must): send this run one by one,
+            // and the later runs of this batch too, and stop merging runs.
+            _ if runs[0].1 - runs[0].0 > 1
+                && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+            {
+                if self.gso {
+                    tracing::debug!(error = %e, "UDP GSO refused; sending datagram by datagram");
+                    self.gso = false;
+                }
                 let (a, b) = runs[0];
                 for q in a..b {
                     let q = self.queued[q];
@@ -595,6 +607,74 @@ mod tests {
             assert_eq!(report.failed, 0);
             assert_eq!(report.calls, 1, "one system call for the whole batch");
         }
+    }
+
+    #[test]
+    fn a_refused_gso_send_falls_back_to_one_datagram_each() {
+        let (a, b) = pair();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if !gso_supported(&a) {
+            eprintln!("UDP GSO not supported by this kernel: nothing to fall back from");
+            return;
+        }
+        // Without UDP checksums the kernel refuses every GSO message (EINVAL)
+        // while plain datagrams still go: the fallback must deliver them all.
+        let one: libc::c_int = 1;
+        // SAFETY: a valid int option value for SO_NO_CHECK on an open socket.
+        let r = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        let mut batch = SendBatch::new(1200, true);
+        // Two runs GSO would merge (one per destination), then a single one.
+        let plan = [(&b, 300, 3), (&c, 200, 3), (&b, 64, 1)];
+        let mut tag = 0u8;
+        for &(to, len, count) in &plan {
+            for _ in 0..count {
+                batch.slot()[..len].fill(tag);
+                batch.commit(to.local_addr().unwrap(), len);
+                tag += 1;
+            }
+        }
+        let report = batch.flush(&a);
+        assert!(!batch.gso(), "GSO is off after the refusal");
+        assert_eq!((report.sent, report.failed), (7, 0));
+        let mut rb = RecvBatch::new(1200);
+        let mut got = Vec::new();
+        for (sock, expect) in [(&b, 4), (&c, 3)] {
+            let mut n_got = 0;
+            while n_got < expect {
+                wait(sock);
+                let n = rb.recv(sock).unwrap();
+                for i in 0..n {
+                    let (_, d) = rb.get(i).unwrap();
+                    assert!(d.iter().all(|&x| x == d[0]));
+                    got.push((d[0], d.len()));
+                }
+                n_got += n;
+            }
+        }
+        got.sort();
+        let want = vec![
+            (0, 300),
+            (1, 300),
+            (2, 300),
+            (3, 200),
+            (4, 200),
+            (5, 200),
+            (6, 64),
+        ];
+        assert_eq!(got, want);
+        // Later batches go datagram by datagram from the start.
+        batch.commit(b.local_addr().unwrap(), 100);
+        batch.commit(b.local_addr().unwrap(), 100);
+        assert_eq!(batch.flush(&a).sent, 2);
     }
 
     #[test]
