@@ -4,22 +4,35 @@
 use std::time::Duration;
 
 /// Smallest variation term used in timeouts, so a perfectly steady link still
-/// tolerates a little scheduling noise.
-const MIN_RTT_VAR_TERM: Duration = Duration::from_millis(1);
+/// tolerates a little scheduling noise (nanoseconds: 1 ms).
+const MIN_RTT_VAR_TERM_NS: u64 = 1_000_000;
+/// Shortest loss delay (nanoseconds: 1 ms).
+const MIN_LOSS_DELAY_NS: u64 = 1_000_000;
 
-/// The RTT estimate of one connection.
+/// `d` in nanoseconds, saturating (u64 nanoseconds span 584 years).
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
+/// The RTT estimate of one connection. Kept in integer nanoseconds: it is
+/// updated on every acknowledgement and read on every packet, where
+/// `Duration`'s checked second-and-nanosecond arithmetic costs several times
+/// more.
 #[derive(Clone, Copy, Debug)]
 pub struct RttEstimator {
-    smoothed: Duration,
-    var: Duration,
-    min: Duration,
-    latest: Duration,
+    smoothed: u64,
+    var: u64,
+    min: u64,
+    latest: u64,
     has_sample: bool,
 }
 
 impl RttEstimator {
     /// An estimator that assumes `initial` until the first sample.
     pub fn new(initial: Duration) -> Self {
+        let initial = nanos(initial);
         Self {
             smoothed: initial,
             var: initial / 2,
@@ -32,6 +45,7 @@ impl RttEstimator {
     /// Adds a sample: `rtt` measured from send to acknowledgement, `ack_delay`
     /// as reported by the peer (already capped at its `max_ack_delay`).
     pub fn update(&mut self, rtt: Duration, ack_delay: Duration) {
+        let rtt = nanos(rtt);
         self.latest = rtt;
         if !self.has_sample {
             self.has_sample = true;
@@ -42,34 +56,35 @@ impl RttEstimator {
         }
         self.min = self.min.min(rtt);
         // Remove the peer's delay unless that would go below the minimum seen.
-        let adjusted = if rtt >= self.min + ack_delay {
+        let ack_delay = nanos(ack_delay);
+        let adjusted = if rtt >= self.min.saturating_add(ack_delay) {
             rtt - ack_delay
         } else {
             rtt
         };
         let diff = self.smoothed.abs_diff(adjusted);
-        self.var = (self.var * 3 + diff) / 4;
-        self.smoothed = (self.smoothed * 7 + adjusted) / 8;
+        self.var = self.var.saturating_mul(3).saturating_add(diff) / 4;
+        self.smoothed = self.smoothed.saturating_mul(7).saturating_add(adjusted) / 8;
     }
 
     /// Smoothed RTT.
     pub fn smoothed(&self) -> Duration {
-        self.smoothed
+        Duration::from_nanos(self.smoothed)
     }
 
     /// RTT variation.
     pub fn var(&self) -> Duration {
-        self.var
+        Duration::from_nanos(self.var)
     }
 
     /// Smallest sample seen (the initial RTT before any).
     pub fn min(&self) -> Duration {
-        self.min
+        Duration::from_nanos(self.min)
     }
 
     /// Latest sample.
     pub fn latest(&self) -> Duration {
-        self.latest
+        Duration::from_nanos(self.latest)
     }
 
     /// Whether any sample was taken.
@@ -79,13 +94,22 @@ impl RttEstimator {
 
     /// The probe timeout before backoff: `srtt + max(4 rttvar, 1 ms) + max_ack_delay`.
     pub fn pto(&self, max_ack_delay: Duration) -> Duration {
-        self.smoothed + (self.var * 4).max(MIN_RTT_VAR_TERM) + max_ack_delay
+        Duration::from_nanos(
+            self.smoothed
+                .saturating_add(self.var.saturating_mul(4).max(MIN_RTT_VAR_TERM_NS))
+                .saturating_add(nanos(max_ack_delay)),
+        )
     }
 
     /// How long after a later packet was acknowledged an earlier one counts as lost:
     /// `9/8 max(srtt, latest)`, at least 1 ms.
     pub fn loss_delay(&self) -> Duration {
-        (self.smoothed.max(self.latest) * 9 / 8).max(Duration::from_millis(1))
+        Duration::from_nanos(self.loss_delay_nanos())
+    }
+
+    /// [`RttEstimator::loss_delay`] in nanoseconds.
+    pub fn loss_delay_nanos(&self) -> u64 {
+        (self.smoothed.max(self.latest).saturating_mul(9) / 8).max(MIN_LOSS_DELAY_NS)
     }
 }
 

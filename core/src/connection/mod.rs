@@ -589,7 +589,12 @@ impl Connection {
         let Some(largest) = self.largest_acked else {
             return;
         };
-        let loss_delay = self.rtt.loss_delay() * self.time_threshold_eighths / 9;
+        let loss_delay = Duration::from_nanos(
+            self.rtt
+                .loss_delay_nanos()
+                .saturating_mul(u64::from(self.time_threshold_eighths))
+                / 9,
+        );
         let threshold = self.packet_threshold;
         loop {
             let overdue = self
