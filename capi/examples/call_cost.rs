@@ -153,6 +153,22 @@ fn main() {
     ccfg.host = c"127.0.0.1".as_ptr();
     ccfg.port = tcp;
     ccfg.pinned_sha256 = pin.as_ptr();
+    for _ in 0..3 {
+        let t = Instant::now();
+        // SAFETY: `ccfg` is initialized and its strings outlive the call.
+        let c = unsafe { fastnet_client_connect_with(&ccfg) };
+        let capi = t.elapsed();
+        assert!(!c.is_null(), "connect: {}", last_error());
+        assert_eq!(fastnet_client_disconnect(c), 0);
+        let trust = ServerTrust::pinned_sha256_hex(&dev.sha256_hex()).unwrap();
+        let t = Instant::now();
+        let c = Client::connect("127.0.0.1", tcp, ClientConfig::with_trust(trust)).unwrap();
+        println!(
+            "blocking connect: fastnet_client_connect_with {capi:.2?}, Client::connect {:.2?}",
+            t.elapsed()
+        );
+        drop(c);
+    }
     // SAFETY: `ccfg` is initialized and its strings outlive the call.
     let client = unsafe { fastnet_client_connect_with(&ccfg) };
     assert!(!client.is_null(), "connect: {}", last_error());
@@ -188,6 +204,27 @@ fn main() {
             // SAFETY: `ev` is writable.
             std::hint::black_box(unsafe { fastnet_client_poll(client, &mut ev) });
         });
+        // The same two, interleaved in blocks: the median difference per call.
+        let mut diffs = Vec::new();
+        for _ in 0..40 {
+            let t = Instant::now();
+            for _ in 0..5_000 {
+                rust.service().unwrap();
+                std::hint::black_box(rust.recv_into(&mut buf));
+            }
+            let rust_ns = t.elapsed().as_nanos() as f64;
+            let t = Instant::now();
+            for _ in 0..5_000 {
+                // SAFETY: `ev` is writable.
+                std::hint::black_box(unsafe { fastnet_client_poll(client, &mut ev) });
+            }
+            diffs.push((t.elapsed().as_nanos() as f64 - rust_ns) / 5_000.0);
+        }
+        diffs.sort_by(f64::total_cmp);
+        println!(
+            "empty fastnet_client_poll - (service + recv_into), median of 40 blocks: {:+.0} ns",
+            diffs[diffs.len() / 2]
+        );
         time(
             "ping-pong: Rust send_now, service + recv_into spin",
             5_000,
