@@ -818,9 +818,12 @@ int32_t fastnet_client_config_default(struct FastNetClientConfig *cfg);
  * `FASTNET_EVENT_CONNECT_FAILED` after a non-blocking connect), then
  * `FASTNET_EVENT_DATA` for each message, `FASTNET_EVENT_ERROR` when the socket
  * fails, and `FASTNET_EVENT_DISCONNECTED` after the last message once the
- * connection ends. When nothing is queued, the connection is serviced first
- * (without blocking: receive, timers, send what `fastnet_client_send` queued),
- * once per drain: poll until it returns false, every frame.
+ * connection ends. The connection is serviced (without blocking: send what
+ * `fastnet_client_send` queued, receive, timers) by the first poll of each
+ * drain, and by the first poll after a `fastnet_client_send`: poll until it
+ * returns false, every frame. So a message sent while handling an event, or
+ * between frames, leaves with the next poll (the messages sent since the
+ * last poll share a datagram), and a send-then-poll loop answers at once.
  *
  * The event's `data` and `message` stay valid until the next poll on this
  * handle or its destruction (see `FastNetEvent`).
@@ -848,7 +851,10 @@ int32_t fastnet_client_service(FastNetClient client, uint32_t timeout_ms);
 
 /**
  * Queues a message of `len` bytes at `data` on `channel`; it goes out with the
- * next poll or service (several messages share a datagram). Reliable channels
+ * next poll or service (the messages queued until then share a datagram): the
+ * next `fastnet_client_poll` services the connection first, even in the
+ * middle of a drain. It does not send by itself, so sending several messages
+ * in a row costs one datagram and one system call. Reliable channels
  * retransmit until acknowledged; messages larger than a datagram are
  * fragmented. The bytes are copied: `data` may be reused when this returns.
  *

@@ -1,7 +1,8 @@
 //! The C ABI row: a FastNet client driven only through `fastnet-capi`'s
 //! exported functions (the ones `include/fastnet.h` declares), linked from its
-//! rlib, the way a C or C++ game drives it: `fastnet_client_send` queues,
-//! `fastnet_client_poll` services the connection and yields the echo.
+//! rlib, the way a C or C++ game drives it: `fastnet_client_send` queues, the
+//! next `fastnet_client_poll` services the connection (the ping leaves), and
+//! the polls after it spin until the echo.
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;

@@ -317,7 +317,9 @@ public:
         return std::nullopt;
     }
 
-    /// Queues a message (copied); it leaves with the next poll or service.
+    /// Queues a message (copied); it leaves with the next poll (which services
+    /// first, even mid-drain) or service, sharing a datagram with the messages
+    /// queued since.
     Status send(std::uint8_t channel, const void *data, std::size_t len) {
         return detail::check(fastnet_client_send(handle_, channel, data, len));
     }

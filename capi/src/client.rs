@@ -67,8 +67,11 @@ struct ClientInner {
     data: Vec<u8>,
     /// The message text of the last event.
     text: Vec<u8>,
-    /// Whether the socket was serviced since `poll` last returned false.
-    serviced: bool,
+    /// Whether the next poll services the connection before taking events:
+    /// set when a poll returns false (the next drain starts) and when a
+    /// message is sent (so that it leaves with the next poll), cleared by the
+    /// service.
+    service_due: bool,
     /// Whether a service thread is wanted once connected.
     service_thread: bool,
     /// `fastnet_client_set_busy_wait_us`, applied once connected.
@@ -133,7 +136,7 @@ impl ClientInner {
             queue: VecDeque::new(),
             data: Vec::new(),
             text: Vec::new(),
-            serviced: false,
+            service_due: true,
             service_thread,
             busy_wait: Duration::ZERO,
         }
@@ -196,8 +199,9 @@ impl ClientInner {
         self.finish_connect(result);
     }
 
-    /// The next event, servicing the connection (once per drain of the
-    /// queue) when nothing is pending.
+    /// The next event. The connection is serviced first when a service is due
+    /// (the first poll of a drain, or a message was sent since the last
+    /// service), then the messages and events it has are taken in order.
     fn next_event(&mut self) -> Option<Ev> {
         if let Some(ev) = self.queue.pop_front() {
             return Some(ev);
@@ -206,29 +210,13 @@ impl ClientInner {
             self.check_connect(Duration::ZERO);
             return self.queue.pop_front();
         }
-        loop {
-            let (client, closed) = match &mut self.state {
-                State::Connected(client) => (client, false),
-                State::Closed(client) => (client, true),
-                State::Connecting(_) | State::Failed => return None,
-            };
-            if let Some(channel) = client.recv_into(&mut self.data) {
-                return Some(Ev::Data {
-                    peer: FASTNET_SERVER_PEER_ID,
-                    channel,
-                });
-            }
-            if let Some(ClientEvent::Disconnected(reason)) = client.poll_event() {
-                if let State::Connected(client) = std::mem::replace(&mut self.state, State::Failed)
-                {
-                    self.state = State::Closed(client);
-                }
-                return Some(Ev::Disconnected(FASTNET_SERVER_PEER_ID, reason));
-            }
-            if self.serviced || closed {
-                return None;
-            }
-            self.serviced = true;
+        let (client, closed) = match &mut self.state {
+            State::Connected(client) => (client, false),
+            State::Closed(client) => (client, true),
+            State::Connecting(_) | State::Failed => return None,
+        };
+        if self.service_due && !closed {
+            self.service_due = false;
             if let Err(e) = client.service() {
                 return Some(Ev::Error(convert::io_failure(
                     "servicing the socket failed",
@@ -236,6 +224,19 @@ impl ClientInner {
                 )));
             }
         }
+        if let Some(channel) = client.recv_into(&mut self.data) {
+            return Some(Ev::Data {
+                peer: FASTNET_SERVER_PEER_ID,
+                channel,
+            });
+        }
+        if let Some(ClientEvent::Disconnected(reason)) = client.poll_event() {
+            if let State::Connected(client) = std::mem::replace(&mut self.state, State::Failed) {
+                self.state = State::Closed(client);
+            }
+            return Some(Ev::Disconnected(FASTNET_SERVER_PEER_ID, reason));
+        }
+        None
     }
 
     fn client(&mut self) -> Outcome<&mut Client> {
@@ -523,9 +524,12 @@ pub unsafe extern "C" fn fastnet_client_config_default(cfg: *mut FastNetClientCo
 /// `FASTNET_EVENT_CONNECT_FAILED` after a non-blocking connect), then
 /// `FASTNET_EVENT_DATA` for each message, `FASTNET_EVENT_ERROR` when the socket
 /// fails, and `FASTNET_EVENT_DISCONNECTED` after the last message once the
-/// connection ends. When nothing is queued, the connection is serviced first
-/// (without blocking: receive, timers, send what `fastnet_client_send` queued),
-/// once per drain: poll until it returns false, every frame.
+/// connection ends. The connection is serviced (without blocking: send what
+/// `fastnet_client_send` queued, receive, timers) by the first poll of each
+/// drain, and by the first poll after a `fastnet_client_send`: poll until it
+/// returns false, every frame. So a message sent while handling an event, or
+/// between frames, leaves with the next poll (the messages sent since the
+/// last poll share a datagram), and a send-then-poll loop answers at once.
 ///
 /// The event's `data` and `message` stay valid until the next poll on this
 /// handle or its destruction (see `FastNetEvent`).
@@ -551,7 +555,7 @@ pub unsafe extern "C" fn fastnet_client_poll(
                 let event = match inner.next_event() {
                     Some(ev) => convert::to_event(ev, &inner.data, &mut inner.text),
                     None => {
-                        inner.serviced = false;
+                        inner.service_due = true;
                         convert::no_event()
                     }
                 };
@@ -605,7 +609,10 @@ pub extern "C" fn fastnet_client_service(client: FastNetClient, timeout_ms: u32)
 }
 
 /// Queues a message of `len` bytes at `data` on `channel`; it goes out with the
-/// next poll or service (several messages share a datagram). Reliable channels
+/// next poll or service (the messages queued until then share a datagram): the
+/// next `fastnet_client_poll` services the connection first, even in the
+/// middle of a drain. It does not send by itself, so sending several messages
+/// in a row costs one datagram and one system call. Reliable channels
 /// retransmit until acknowledged; messages larger than a datagram are
 /// fragmented. The bytes are copied: `data` may be reused when this returns.
 ///
@@ -641,7 +648,9 @@ pub unsafe extern "C" fn fastnet_client_send(
                     "data",
                 )
             }?;
-            c.send(channel, bytes).map_err(convert::send_failure)
+            c.send(channel, bytes).map_err(convert::send_failure)?;
+            inner.service_due = true;
+            Ok(())
         })
     })
 }

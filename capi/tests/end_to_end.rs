@@ -519,3 +519,53 @@ fn a_silent_server_times_out_and_a_pending_connect_can_be_destroyed() {
     assert_eq!(fastnet_client_state(c), FASTNET_ERROR_INVALID_HANDLE as i32);
     drop(silent);
 }
+
+#[test]
+fn a_message_sent_mid_drain_leaves_with_the_next_poll_sharing_a_datagram() {
+    let server = TestServer::start();
+    let client = server.connect(|_| {});
+    assert_eq!(
+        poll_client(client).expect("CONNECTED").kind,
+        FASTNET_EVENT_CONNECTED
+    );
+
+    // The client sends, the server echoes; the client polls until the echo and
+    // stops there, in the middle of a drain (its last poll returned an event).
+    assert_eq!(send(client, FASTNET_CHANNEL_UNRELIABLE, b"ping"), 0);
+    server
+        .run_until(client, WAIT, true, |side, ev| {
+            (side == Side::Client && ev.kind == FASTNET_EVENT_DATA).then_some(())
+        })
+        .expect("the echo");
+
+    // Three messages, then exactly one poll: it services the connection, so
+    // they leave now (not with the next drain), together.
+    let mut before = FastNetStats::default();
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { fastnet_client_stats(client, &mut before) }, 0);
+    for m in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(send(client, FASTNET_CHANNEL_RELIABLE_ORDERED, m), 0);
+    }
+    assert_eq!(poll_client(client), None);
+    let mut after = FastNetStats::default();
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { fastnet_client_stats(client, &mut after) }, 0);
+    let datagrams = after.packets_sent - before.packets_sent;
+    // One datagram for the three (a second one only if an acknowledgement
+    // timer happened to be due in that service).
+    assert!((1..=2).contains(&datagrams), "{datagrams} datagrams");
+
+    // The server gets them without the client polling again.
+    let mut got = Vec::new();
+    server
+        .run_until(std::ptr::null_mut(), WAIT, false, |side, ev| {
+            assert_eq!(side, Side::Server);
+            if ev.kind == FASTNET_EVENT_DATA && ev.channel == FASTNET_CHANNEL_RELIABLE_ORDERED {
+                got.push(ev.data.clone());
+            }
+            (got.len() == 3).then_some(())
+        })
+        .expect("the three messages, sent by the single poll");
+    assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    assert_eq!(fastnet_client_disconnect(client), 0);
+}
