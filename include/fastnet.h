@@ -818,12 +818,13 @@ int32_t fastnet_client_config_default(struct FastNetClientConfig *cfg);
  * `FASTNET_EVENT_CONNECT_FAILED` after a non-blocking connect), then
  * `FASTNET_EVENT_DATA` for each message, `FASTNET_EVENT_ERROR` when the socket
  * fails, and `FASTNET_EVENT_DISCONNECTED` after the last message once the
- * connection ends. The connection is serviced (without blocking: send what
- * `fastnet_client_send` queued, receive, timers) by the first poll of each
- * drain, and by the first poll after a `fastnet_client_send`: poll until it
- * returns false, every frame. So a message sent while handling an event, or
- * between frames, leaves with the next poll (the messages sent since the
- * last poll share a datagram), and a send-then-poll loop answers at once.
+ * connection ends. The first poll of each drain services the connection
+ * (without blocking: send what `fastnet_client_send` queued, receive, timers):
+ * poll until it returns false, every frame. A message sent in the middle of a
+ * drain (while handling an event) leaves with the next poll, which sends
+ * without reading the socket again, so a drain reads the socket once however
+ * busy the link. The messages sent between two polls share a datagram, and a
+ * send-then-poll loop answers at once.
  *
  * The event's `data` and `message` stay valid until the next poll on this
  * handle or its destruction (see `FastNetEvent`).
@@ -852,9 +853,9 @@ int32_t fastnet_client_service(FastNetClient client, uint32_t timeout_ms);
 /**
  * Queues a message of `len` bytes at `data` on `channel`; it goes out with the
  * next poll or service (the messages queued until then share a datagram): the
- * next `fastnet_client_poll` services the connection first, even in the
- * middle of a drain. It does not send by itself, so sending several messages
- * in a row costs one datagram and one system call. Reliable channels
+ * next `fastnet_client_poll` sends it first, even in the middle of a drain.
+ * It does not send by itself, so sending several messages in a row costs one
+ * datagram and one system call. Reliable channels
  * retransmit until acknowledged; messages larger than a datagram are
  * fragmented. The bytes are copied: `data` may be reused when this returns.
  *
@@ -1003,7 +1004,9 @@ int32_t fastnet_server_config_default(struct FastNetServerConfig *cfg);
  * messages it sent before), `FASTNET_EVENT_ERROR` when a socket fails. When
  * nothing is queued, the server is serviced first (without blocking:
  * handshakes, datagrams, timers, queued sends), once per drain: poll until
- * it returns false, every frame (or tick).
+ * it returns false, every frame (or tick). Each poll first sends what
+ * `fastnet_server_send` queued since the previous one, so answers given while
+ * handling events leave during the drain, not with the next one.
  *
  * The event's `data` and `message` stay valid until the next poll on this
  * handle or its destruction (see `FastNetEvent`).
@@ -1028,7 +1031,9 @@ int32_t fastnet_server_service(FastNetServer server, uint32_t timeout_ms);
 
 /**
  * Queues a message of `len` bytes at `data` for `peer` on `channel`; it goes
- * out with the next poll or service. The bytes are copied.
+ * out with the next poll (which sends what is queued first, even in the middle
+ * of a drain, without reading the sockets again) or service; the messages
+ * queued between two polls share datagrams. The bytes are copied.
  *
  * Returns `FASTNET_OK`, or `FASTNET_ERROR_INVALID_HANDLE`,
  * `FASTNET_ERROR_INVALID_ARGUMENT` (NULL `data` with a non-zero `len`),

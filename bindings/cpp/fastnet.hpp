@@ -317,7 +317,7 @@ public:
         return std::nullopt;
     }
 
-    /// Queues a message (copied); it leaves with the next poll (which services
+    /// Queues a message (copied); it leaves with the next poll (which sends it
     /// first, even mid-drain) or service, sharing a datagram with the messages
     /// queued since.
     Status send(std::uint8_t channel, const void *data, std::size_t len) {
@@ -462,6 +462,8 @@ public:
         return std::nullopt;
     }
 
+    /// Queues a message (copied) for a peer; it leaves with the next poll
+    /// (which sends it first, even mid-drain) or service.
     Status send(std::uint64_t peer, std::uint8_t channel, const void *data, std::size_t len) {
         return detail::check(fastnet_server_send(handle_, peer, channel, data, len));
     }

@@ -68,10 +68,12 @@ struct ClientInner {
     /// The message text of the last event.
     text: Vec<u8>,
     /// Whether the next poll services the connection before taking events:
-    /// set when a poll returns false (the next drain starts) and when a
-    /// message is sent (so that it leaves with the next poll), cleared by the
-    /// service.
+    /// set when a poll returns false (the next drain starts), cleared by the
+    /// service. A drain reads the socket once, however busy the link.
     service_due: bool,
+    /// Whether a message was queued since the last service or flush: the next
+    /// poll sends it (without reading the socket when no service is due).
+    flush_due: bool,
     /// Whether a service thread is wanted once connected.
     service_thread: bool,
     /// `fastnet_client_set_busy_wait_us`, applied once connected.
@@ -137,6 +139,7 @@ impl ClientInner {
             data: Vec::new(),
             text: Vec::new(),
             service_due: true,
+            flush_due: false,
             service_thread,
             busy_wait: Duration::ZERO,
         }
@@ -199,9 +202,9 @@ impl ClientInner {
         self.finish_connect(result);
     }
 
-    /// The next event. The connection is serviced first when a service is due
-    /// (the first poll of a drain, or a message was sent since the last
-    /// service), then the messages and events it has are taken in order.
+    /// The next event. The first poll of a drain services the connection
+    /// (send, receive, timers); a later poll of the drain after a send only
+    /// sends what is queued. Then the messages and events are taken in order.
     fn next_event(&mut self) -> Option<Ev> {
         if let Some(ev) = self.queue.pop_front() {
             return Some(ev);
@@ -215,14 +218,18 @@ impl ClientInner {
             State::Closed(client) => (client, true),
             State::Connecting(_) | State::Failed => return None,
         };
-        if self.service_due && !closed {
+        if !closed && self.service_due {
             self.service_due = false;
+            self.flush_due = false;
             if let Err(e) = client.service() {
                 return Some(Ev::Error(convert::io_failure(
                     "servicing the socket failed",
                     &e,
                 )));
             }
+        } else if !closed && self.flush_due {
+            self.flush_due = false;
+            client.flush();
         }
         if let Some(channel) = client.recv_into(&mut self.data) {
             return Some(Ev::Data {
@@ -524,12 +531,13 @@ pub unsafe extern "C" fn fastnet_client_config_default(cfg: *mut FastNetClientCo
 /// `FASTNET_EVENT_CONNECT_FAILED` after a non-blocking connect), then
 /// `FASTNET_EVENT_DATA` for each message, `FASTNET_EVENT_ERROR` when the socket
 /// fails, and `FASTNET_EVENT_DISCONNECTED` after the last message once the
-/// connection ends. The connection is serviced (without blocking: send what
-/// `fastnet_client_send` queued, receive, timers) by the first poll of each
-/// drain, and by the first poll after a `fastnet_client_send`: poll until it
-/// returns false, every frame. So a message sent while handling an event, or
-/// between frames, leaves with the next poll (the messages sent since the
-/// last poll share a datagram), and a send-then-poll loop answers at once.
+/// connection ends. The first poll of each drain services the connection
+/// (without blocking: send what `fastnet_client_send` queued, receive, timers):
+/// poll until it returns false, every frame. A message sent in the middle of a
+/// drain (while handling an event) leaves with the next poll, which sends
+/// without reading the socket again, so a drain reads the socket once however
+/// busy the link. The messages sent between two polls share a datagram, and a
+/// send-then-poll loop answers at once.
 ///
 /// The event's `data` and `message` stay valid until the next poll on this
 /// handle or its destruction (see `FastNetEvent`).
@@ -610,9 +618,9 @@ pub extern "C" fn fastnet_client_service(client: FastNetClient, timeout_ms: u32)
 
 /// Queues a message of `len` bytes at `data` on `channel`; it goes out with the
 /// next poll or service (the messages queued until then share a datagram): the
-/// next `fastnet_client_poll` services the connection first, even in the
-/// middle of a drain. It does not send by itself, so sending several messages
-/// in a row costs one datagram and one system call. Reliable channels
+/// next `fastnet_client_poll` sends it first, even in the middle of a drain.
+/// It does not send by itself, so sending several messages in a row costs one
+/// datagram and one system call. Reliable channels
 /// retransmit until acknowledged; messages larger than a datagram are
 /// fragmented. The bytes are copied: `data` may be reused when this returns.
 ///
@@ -649,7 +657,7 @@ pub unsafe extern "C" fn fastnet_client_send(
                 )
             }?;
             c.send(channel, bytes).map_err(convert::send_failure)?;
-            inner.service_due = true;
+            inner.flush_due = true;
             Ok(())
         })
     })

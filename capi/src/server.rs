@@ -46,6 +46,9 @@ struct ServerInner {
     data: Vec<u8>,
     text: Vec<u8>,
     serviced: bool,
+    /// Whether a message was queued since the last service or flush: the next
+    /// poll sends it first (without reading the sockets).
+    flush_due: bool,
     fingerprint: [u8; 32],
 }
 
@@ -71,8 +74,13 @@ fn with_server<R>(
 impl ServerInner {
     /// The next event: queued errors, then connections, then messages, then
     /// disconnections (after the peer's last message), servicing the server
-    /// once per drain when nothing is pending.
+    /// once per drain when nothing is pending. Messages sent since the last
+    /// poll leave first.
     fn next_event(&mut self) -> Option<Ev> {
+        if self.flush_due {
+            self.flush_due = false;
+            self.server.flush();
+        }
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Some(ev);
@@ -95,6 +103,7 @@ impl ServerInner {
                 return None;
             }
             self.serviced = true;
+            self.flush_due = false;
             if let Err(e) = self.server.service() {
                 return Some(Ev::Error(convert::io_failure(
                     "servicing the sockets failed",
@@ -204,6 +213,7 @@ fn create(setup: Setup) -> Outcome<FastNetServer> {
         data: Vec::new(),
         text: Vec::new(),
         serviced: false,
+        flush_due: false,
         fingerprint,
     };
     let handle = SERVERS.insert(Mutex::new(Some(inner)))?;
@@ -411,7 +421,9 @@ pub unsafe extern "C" fn fastnet_server_config_default(cfg: *mut FastNetServerCo
 /// messages it sent before), `FASTNET_EVENT_ERROR` when a socket fails. When
 /// nothing is queued, the server is serviced first (without blocking:
 /// handshakes, datagrams, timers, queued sends), once per drain: poll until
-/// it returns false, every frame (or tick).
+/// it returns false, every frame (or tick). Each poll first sends what
+/// `fastnet_server_send` queued since the previous one, so answers given while
+/// handling events leave during the drain, not with the next one.
 ///
 /// The event's `data` and `message` stay valid until the next poll on this
 /// handle or its destruction (see `FastNetEvent`).
@@ -496,7 +508,9 @@ unsafe fn message<'a>(data: *const c_void, len: usize) -> Outcome<&'a [u8]> {
 }
 
 /// Queues a message of `len` bytes at `data` for `peer` on `channel`; it goes
-/// out with the next poll or service. The bytes are copied.
+/// out with the next poll (which sends what is queued first, even in the middle
+/// of a drain, without reading the sockets again) or service; the messages
+/// queued between two polls share datagrams. The bytes are copied.
 ///
 /// Returns `FASTNET_OK`, or `FASTNET_ERROR_INVALID_HANDLE`,
 /// `FASTNET_ERROR_INVALID_ARGUMENT` (NULL `data` with a non-zero `len`),
@@ -521,7 +535,10 @@ pub unsafe extern "C" fn fastnet_server_send(
             // SAFETY: the caller of this function guarantees `data` and `len`.
             let bytes = unsafe { message(data, len) }?;
             match inner.server.send(peer, channel, bytes) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    inner.flush_due = true;
+                    Ok(())
+                }
                 Err(e) => {
                     inner.known_peer(peer)?;
                     Err(convert::send_failure(e))
@@ -553,6 +570,7 @@ pub unsafe extern "C" fn fastnet_server_broadcast(
                 // SAFETY: the caller of this function guarantees `data` and `len`.
                 let bytes = unsafe { message(data, len) }?;
                 let count = inner.server.broadcast(channel, bytes);
+                inner.flush_due |= count > 0;
                 Ok(i32::try_from(count).unwrap_or(i32::MAX))
             })
         },

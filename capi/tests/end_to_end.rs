@@ -569,3 +569,93 @@ fn a_message_sent_mid_drain_leaves_with_the_next_poll_sharing_a_datagram() {
     assert_eq!(got, [&b"one"[..], b"two", b"three"]);
     assert_eq!(fastnet_client_disconnect(client), 0);
 }
+
+#[test]
+fn a_send_mid_drain_sends_without_reading_the_socket_again() {
+    let server = TestServer::start();
+    let client = server.connect(|_| {});
+    server
+        .run_until(client, WAIT, false, |side, ev| {
+            (side == Side::Server && ev.kind == FASTNET_EVENT_CONNECTED).then_some(())
+        })
+        .expect("the server sees the client");
+    let received = || {
+        let mut s = FastNetStats::default();
+        // SAFETY: valid out-pointer.
+        assert_eq!(unsafe { fastnet_client_stats(client, &mut s) }, 0);
+        s.packets_received
+    };
+    let broadcast = |m: &[u8]| {
+        // SAFETY: valid bytes.
+        let n = unsafe { fastnet_server_broadcast(server.handle, 0, m.as_ptr().cast(), m.len()) };
+        assert_eq!(n, 1);
+        // The server's service thread sends; loopback delivers well within this.
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Drain whatever the connect left, then two messages wait in the socket.
+    while poll_client(client).is_some() {}
+    broadcast(b"a1");
+    broadcast(b"a2");
+    // The first poll of the drain reads both.
+    assert_eq!(poll_client(client).expect("a1").data, b"a1");
+    let after_read = received();
+    // Mid-drain: a third message arrives, and the client answers the first.
+    broadcast(b"b1");
+    assert_eq!(send(client, 0, b"re: a1"), 0);
+    // The answer leaves with this poll, which does not read the socket: the
+    // drain ends with what its first poll read.
+    assert_eq!(poll_client(client).expect("a2").data, b"a2");
+    assert_eq!(poll_client(client), None);
+    assert_eq!(received(), after_read, "no read in the middle of a drain");
+    server
+        .run_until(std::ptr::null_mut(), WAIT, false, |_, ev| {
+            (ev.kind == FASTNET_EVENT_DATA && ev.data == b"re: a1").then_some(())
+        })
+        .expect("the answer left without a service");
+    // The next drain reads the socket again.
+    assert_eq!(poll_client(client).expect("b1").data, b"b1");
+    assert_eq!(fastnet_client_disconnect(client), 0);
+}
+
+#[test]
+fn a_server_answer_given_mid_drain_leaves_with_the_next_poll() {
+    // A server without a service thread, driven only by its polls.
+    let server = TestServer::start_with(|c| c.service_thread = false);
+    let client = server.connect(|c| c.nonblocking = true);
+    let (mut peer, mut connected) = (None, false);
+    let end = Instant::now() + WAIT;
+    while !(peer.is_some() && connected) && Instant::now() < end {
+        while let Some(ev) = poll_server(server.handle) {
+            if ev.kind == FASTNET_EVENT_CONNECTED {
+                peer = Some(ev.peer);
+            }
+        }
+        while let Some(ev) = poll_client(client) {
+            connected |= ev.kind == FASTNET_EVENT_CONNECTED;
+        }
+    }
+    let peer = peer.expect("the server accepts the client");
+    assert!(connected, "the client connects");
+    // Two messages from the client, read by the same service.
+    for m in [&b"q1"[..], b"q2"] {
+        assert_eq!(send(client, 0, m), 0);
+        while poll_client(client).is_some() {}
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let first = poll_server(server.handle).expect("q1");
+    assert_eq!(first.data, b"q1");
+    // The server answers the first while the second still waits in its drain.
+    // SAFETY: valid bytes.
+    let rc = unsafe { fastnet_server_send(server.handle, peer, 0, b"a1".as_ptr().cast(), 2) };
+    assert_eq!(rc, 0);
+    assert_eq!(poll_server(server.handle).expect("q2").data, b"q2");
+    // No more polls of the server: the answer is already on its way.
+    let end = Instant::now() + WAIT;
+    let mut got = None;
+    while got.is_none() && Instant::now() < end {
+        got = poll_client(client).filter(|ev| ev.kind == FASTNET_EVENT_DATA);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(got.expect("the answer arrives").data, b"a1");
+    assert_eq!(fastnet_client_disconnect(client), 0);
+}

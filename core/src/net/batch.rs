@@ -552,6 +552,22 @@ mod tests {
         assert_eq!(seen, vec![None, Some(50)]);
     }
 
+    /// Receives `expect` datagrams on `sock`, each filled with one byte value:
+    /// (that value, length) of each.
+    fn collect(rb: &mut RecvBatch, sock: &UdpSocket, expect: usize) -> Vec<(u8, usize)> {
+        let mut got = Vec::new();
+        while got.len() < expect {
+            wait(sock);
+            let n = rb.recv(sock).unwrap();
+            for i in 0..n {
+                let (_, d) = rb.get(i).unwrap();
+                assert!(d.iter().all(|&x| x == d[0]));
+                got.push((d[0], d.len()));
+            }
+        }
+        got
+    }
+
     fn send_and_collect(
         gso: bool,
         sizes: &[(usize, bool)],
@@ -571,17 +587,8 @@ mod tests {
         let mut rb = RecvBatch::new(1200);
         for (sock, is_b) in [(&b, true), (&c, false)] {
             let expect = sizes.iter().filter(|s| s.1 == is_b).count();
-            let mut n_got = 0;
-            while n_got < expect {
-                wait(sock);
-                let n = rb.recv(sock).unwrap();
-                for i in 0..n {
-                    let (_, d) = rb.get(i).unwrap();
-                    assert!(d.iter().all(|&x| x == d[0]));
-                    got.push((d[0], d.len(), is_b));
-                }
-                n_got += n;
-            }
+            let from_sock = collect(&mut rb, sock, expect);
+            got.extend(from_sock.into_iter().map(|(tag, len)| (tag, len, is_b)));
         }
         got.sort();
         (got, report)
@@ -646,20 +653,8 @@ mod tests {
         assert!(!batch.gso(), "GSO is off after the refusal");
         assert_eq!((report.sent, report.failed), (7, 0));
         let mut rb = RecvBatch::new(1200);
-        let mut got = Vec::new();
-        for (sock, expect) in [(&b, 4), (&c, 3)] {
-            let mut n_got = 0;
-            while n_got < expect {
-                wait(sock);
-                let n = rb.recv(sock).unwrap();
-                for i in 0..n {
-                    let (_, d) = rb.get(i).unwrap();
-                    assert!(d.iter().all(|&x| x == d[0]));
-                    got.push((d[0], d.len()));
-                }
-                n_got += n;
-            }
-        }
+        let mut got = collect(&mut rb, &b, 4);
+        got.extend(collect(&mut rb, &c, 3));
         got.sort();
         let want = vec![
             (0, 300),

@@ -440,6 +440,12 @@ impl Client {
         Ok(())
     }
 
+    /// Sends what is queued now, without reading the socket or waiting (a
+    /// cheaper `service` for a loop that answers each message as it takes it).
+    pub fn flush(&mut self) {
+        lock(&self.state).transmit(Instant::now());
+    }
+
     /// Takes the next message, swapping its bytes into `out`; returns its channel.
     pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<ChannelId> {
         lock(&self.state).conn.recv_into(out)
