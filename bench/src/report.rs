@@ -188,10 +188,24 @@ impl Report {
                  and, returning fewer than its 32 slots, proves the socket empty without a second call; a reply queued \
                  by `send` leaves first thing in the next `service()` (one `sendto`), and `send_now` sends at once.{nobatch}\
                  {aead} the rest is the protocol's own work on both ends (framing, acknowledgement bookkeeping, replay \
-                 window, timers: `cargo run --release -p fastnet-bench --example cpu_path` measures it without sockets, \
-                 about 1.7 µs per round trip for both ends, AEAD included) and the drivers' per-call work (locking, \
-                 `Instant::now`, the transmit and timer checks of each `service()`), which also lengthens each spin \
-                 iteration and so the time to notice a datagram.",
+                 window, timers) and the drivers' per-call work (locking, `Instant::now`, the endpoint's tables), which \
+                 also lengthens each spin iteration and so the time to notice a datagram (`--example idle_service`: an \
+                 empty `service()` about 0.65 µs against 0.35 µs for an empty `recv`). Measured without sockets in a hot \
+                 loop (`--example cpu_path`, `--example server_path`) the protocol costs about 1.7 µs per round trip for \
+                 both ends, AEAD included; callgrind counts about 14,000 instructions per round trip, 5,500 of them in \
+                 ring's four AEAD calls and about 4,200 per packet for everything else. In the round trip the same work \
+                 runs cold: between two packets each CPU runs a loopback `sendto` (the whole sending and receiving stack, \
+                 tens of kilobytes of kernel code), so the protocol's code and data come back from L2. Timestamps at 11 \
+                 points of a temporary build put an AEAD open at about 275 ns in the round trip against 150 ns hot, the \
+                 server's path from `recvmmsg` to its answer's `sendto` at about 1.7 µs and the client's at about 1.3 µs; \
+                 `bench/scripts/rtt-timeline.sh` (perf tracepoints on both processes' UDP system calls) splits round trips \
+                 the same way without touching the code, and finds the added time in the two processes' own work and in \
+                 noticing each datagram, not in the kernel's sends. **What would close the target**: 1.15× leaves about \
+                 1.4 µs for both ends, of which the four AEAD calls alone take about 1.1 µs cold. It needs either the \
+                 AEAD off the critical path (the ChaCha20 keystream of the next packet numbers computed while idle, which \
+                 ring does not expose; composing ChaCha20 and Poly1305 by hand is not a trade we make) or the protocol's \
+                 per-packet instructions roughly halved (fewer `Instant` and `Duration` operations, one peer lookup per \
+                 datagram instead of several, an ACK frame decoded once).",
                 fast - raw,
             ));
         }
@@ -209,11 +223,10 @@ impl Report {
                 "**Blocking waits.** With `service_for({} ms)` FastNet's p50 is {fast:.1} µs against {block:.1} µs for a \
                  blocking `recv` ({:.2}×). Each side makes three system calls per round trip (`sendto`, `ppoll`, \
                  `recvmmsg`) where blocking UDP makes two; `ppoll` (not epoll, whose timeout counts milliseconds) sleeps \
-                 on the socket and, on a server, on the readiness queue of its TCP side. Mixing the modes (one side \
-                 spinning) shows each blocking side adds about 8 µs to the spinning figure against about 3 µs for raw \
-                 UDP; the `ppoll` + `recvmmsg` pair measured alone costs 1–3 µs more than a blocking `recv`, so a few \
-                 microseconds per wake-up remain unexplained here (candidates: the work between the wake-up and the \
-                 answer, cache misses after sleeping).{short}",
+                 on the socket and, on a server, on the readiness queue of its TCP side. The difference is that extra \
+                 system call per wake-up (the `ppoll` + `recvmmsg` pair measured alone costs 1–3 µs more per round trip \
+                 than a blocking `recv`) plus the same cold protocol work as in busy-poll mode, colder still after a \
+                 sleep.{short}",
                 SERVICE_FOR_WAIT.as_millis(),
                 fast / block
             ));
@@ -241,14 +254,23 @@ impl Report {
                 notes.push(format!(
                     "**Missed wake-ups in `service_for`.** {:.2} % of `fastnet-unrel-block`'s round trips took at least \
                      0.9 × the {} ms `max_wait` (p99 {:.0} µs): one side slept through a datagram that had arrived \
-                     until its wait timed out (blocking UDP never shows this on loopback). Worth a look: the order of \
-                     the `peek`, the harvest of readiness events and `epoll_wait` in `UdpIo::wait`, and what the server \
-                     waits on while its answer is queued.",
+                     until its wait timed out (blocking UDP never shows this on loopback). Worth a look: the `ppoll` \
+                     wait of `UdpIo::wait` and what the server waits on while its answer is queued.",
                     100.0 * slept as f64 / r.samples.len().max(1) as f64,
                     SERVICE_FOR_WAIT.as_millis(),
                     r.summary.p99
                 ));
             }
+        }
+        if let (Some(rust), Some(capi)) = (p50("fastnet-unrel-spin"), p50("fastnet-unrel-capi")) {
+            notes.push(format!(
+                "**C ABI.** The C ABI client's p50 is {capi:.1} µs against {rust:.1} µs for the Rust `Client` it wraps. \
+                 In process (`cargo run --release -p fastnet-capi --example call_cost`) the checked handle boundary \
+                 (`catch_unwind`, registry lookup, handle lock) costs 20–45 ns per call and an empty \
+                 `fastnet_client_poll` 60–80 ns more than an empty `Client::service`, with no allocation; the \
+                 difference between the two rows is mostly the run-to-run spread. A poll after `fastnet_client_send` \
+                 sends at once (without reading the socket again), so a send-then-poll loop loses no pass."
+            ));
         }
         if let (Some(a), Some(b)) = (p50("fastnet-unrel-spin"), p50("fastnet-unrel-spin-ll")) {
             let verdict = if (a - b).abs() <= 0.2 * a {
