@@ -62,8 +62,9 @@ def main():
             if not values:
                 continue
             m = statistics.median(values)
+            p99 = sorted(values)[len(values) * 99 // 100]
             total += m
-            print(f"  {name:28s} median {m:6.2f} us  (n={len(values)})")
+            print(f"  {name:28s} median {m:6.2f} us  p99 {p99:7.2f} us  (n={len(values)})")
         print(f"  {'sum of the medians':28s}        {total:6.2f} us")
 
 
