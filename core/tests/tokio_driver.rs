@@ -73,6 +73,17 @@ fn server_config(dev: &DevCertificate, transport: TransportConfig) -> ServerConf
     config
 }
 
+/// A client of `server` with [`short_timeouts`], trusting `dev`.
+async fn connect_short_timeouts(server: &SecureSocket, dev: &DevCertificate) -> SecureSocket {
+    let config = ClientConfig {
+        transport: short_timeouts(),
+        ..trusting(dev)
+    };
+    SecureSocket::connect_with(server.local_tcp_addr().expect("a TCP side"), config)
+        .await
+        .expect("client connects")
+}
+
 /// A server echoing every message on its channel; non-data events go to the
 /// returned receiver. It receives through `poll_into` (one event vector whose
 /// message buffers are recycled), the clients through `poll`.
@@ -545,13 +556,7 @@ async fn a_vanished_client_times_out_on_the_server() {
         let dev = dev_certificate();
         let (server, mut events, _task) =
             echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
-        let config = ClientConfig {
-            transport: short_timeouts(),
-            ..trusting(&dev)
-        };
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), config)
-            .await
-            .unwrap();
+        let client = connect_short_timeouts(&server, &dev).await;
         let Some(SecureEvent::Connected(peer)) = events.recv().await else {
             panic!("the server sees the client first");
         };
@@ -589,13 +594,7 @@ async fn timers_wake_cancelled_and_concurrent_polls() {
         let dev = dev_certificate();
         let (server, _events, _task) =
             echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
-        let config = ClientConfig {
-            transport: short_timeouts(),
-            ..trusting(&dev)
-        };
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), config)
-            .await
-            .unwrap();
+        let client = connect_short_timeouts(&server, &dev).await;
         let deaf = LinkSimulation {
             outgoing: None,
             incoming: Some(LinkConfig {
@@ -671,13 +670,7 @@ async fn connections_stay_alive_while_nobody_polls() {
         let dev = dev_certificate();
         let (server, mut events, _task) =
             echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
-        let config = ClientConfig {
-            transport: short_timeouts(),
-            ..trusting(&dev)
-        };
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), config)
-            .await
-            .unwrap();
+        let client = connect_short_timeouts(&server, &dev).await;
         // Longer than the 2 s idle timeout, without a single poll: the
         // background ticker keeps both ends alive.
         tokio::time::sleep(Duration::from_millis(3000)).await;
