@@ -16,6 +16,7 @@ pub mod charts;
 pub mod crypto;
 #[cfg(has_enet)]
 pub mod enet;
+pub mod floor;
 pub mod handshake;
 pub mod memory;
 pub mod quic;

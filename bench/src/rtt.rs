@@ -11,6 +11,7 @@ use fastnet::net::{Client, ClientConfig, SecureEvent, SecureSocket, SocketConfig
 use fastnet::session::ServerTrust;
 use fastnet::{channels, ChannelId, ConnectionStats};
 
+use crate::floor::Sealer;
 use crate::server::{raw_udp_socket, Mode, ServerKind, ServerProcess};
 use crate::stats::{median, Summary};
 use crate::sys::{process_cpu_time, UdpCounters};
@@ -85,6 +86,10 @@ pub enum ClientKind {
     Quinn,
     /// ENet, `enet_host_service(.., 0)` spin.
     Enet,
+    /// Sealed UDP (`floor`): std socket, or tokio in the tokio mode.
+    UdpAead,
+    /// FastNet's sans-IO `Connection` on a std socket (`floor`).
+    SansIo,
 }
 
 /// One line of the latency table.
@@ -142,6 +147,12 @@ const fn row(
     }
 }
 
+/// An encryption-floor row (`floor`): encrypted, no identity, no protocol.
+const fn sealed(mut r: Row) -> Row {
+    r.encrypted = true;
+    r
+}
+
 /// A diagnostic FastNet row: measured and shown, no target applies.
 const fn diagnostic(mut r: Row) -> Row {
     r.fastnet = false;
@@ -180,6 +191,49 @@ pub const ROWS: &[Row] = &[
         ClientKind::UdpTokio,
         IoMode::Tokio,
     ),
+    sealed(row(
+        "udp-aead-block",
+        "raw UDP + ChaCha20-Poly1305 (FastNet's `PacketKey`, ring) on every datagram, no protocol: the encryption floor, blocking `recv`",
+        ServerKind::UdpAeadBlock,
+        ClientKind::UdpAead,
+        IoMode::Blocking,
+    )),
+    sealed(row(
+        "udp-aead-spin",
+        "raw UDP + ChaCha20-Poly1305 on every datagram, no protocol: the encryption floor, busy-poll `recv`",
+        ServerKind::UdpAeadSpin,
+        ClientKind::UdpAead,
+        IoMode::BusyPoll,
+    )),
+    sealed(row(
+        "udp-aead-tokio",
+        "raw UDP + ChaCha20-Poly1305 on every datagram, no protocol: the encryption floor, tokio (current_thread)",
+        ServerKind::UdpAeadTokio,
+        ClientKind::UdpAead,
+        IoMode::Tokio,
+    )),
+    diagnostic(fastnet(
+        row(
+            "fastnet-sansio-spin",
+            "FastNet's sans-IO protocol (client `Connection`, server `Endpoint`) on raw busy-poll UDP loops, no FastNet driver; diagnostic",
+            ServerKind::SansIoSpin,
+            ClientKind::SansIo,
+            IoMode::BusyPoll,
+        ),
+        false,
+        false,
+    )),
+    diagnostic(fastnet(
+        row(
+            "fastnet-sansio-block",
+            "FastNet's sans-IO protocol on raw blocking UDP loops, no FastNet driver; diagnostic",
+            ServerKind::SansIoBlock,
+            ClientKind::SansIo,
+            IoMode::Blocking,
+        ),
+        false,
+        false,
+    )),
     fastnet(
         row(
             "fastnet-unrel-spin",
@@ -554,6 +608,9 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
         ClientKind::FastnetCapi => crate::capi_client::run(h, &server),
         ClientKind::Quinn => quinn_client(h, &server),
         ClientKind::Enet => enet_client(h, &server, row.reliable),
+        ClientKind::UdpAead if row.mode == IoMode::Tokio => sealed_tokio_client(h, &server),
+        ClientKind::UdpAead => sealed_udp_client(h, &server, row.mode == IoMode::BusyPoll),
+        ClientKind::SansIo => sans_io_client(h, &server, row),
     }
 }
 
@@ -630,6 +687,131 @@ fn udp_client(h: &Harness, server: &ServerProcess, spin: bool) -> BenchResult<Ru
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    };
+    Ok(ping_loop!(h, ping(), None))
+}
+
+fn sealed_udp_client(h: &Harness, server: &ServerProcess, spin: bool) -> BenchResult<RunOutcome> {
+    let socket = raw_udp_socket(!spin)?;
+    socket.connect(server_addr(server, "udp")?)?;
+    if !spin {
+        socket.set_read_timeout(Some(PING_TIMEOUT))?;
+    }
+    let mut sealer = Sealer::client();
+    let payload = [7u8; PING_BYTES];
+    let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
+    let mut ping = || -> BenchResult<Duration> {
+        let t = Instant::now();
+        let len = sealer.seal(&payload, &mut out);
+        socket.send(&out[..len])?;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => match sealer.open(&mut buf[..n]) {
+                    Some(echo) if echo.len() == PING_BYTES => return Ok(t.elapsed()),
+                    _ => return Err(fail("echo of the wrong size or not authentic")),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && spin => {
+                    if t.elapsed() > PING_TIMEOUT {
+                        return Err(fail("no echo"));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(ping_loop!(h, ping(), None))
+}
+
+fn sealed_tokio_client(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
+    let addr = server_addr(server, "udp")?;
+    current_thread()?.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std(raw_udp_socket(false)?)?;
+        socket.connect(addr).await?;
+        let mut sealer = Sealer::client();
+        let payload = [7u8; PING_BYTES];
+        let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
+        let mut ping = async || -> BenchResult<Duration> {
+            let t = Instant::now();
+            let len = sealer.seal(&payload, &mut out);
+            socket.send(&out[..len]).await?;
+            let n = tokio::time::timeout(PING_TIMEOUT, socket.recv(&mut buf))
+                .await
+                .map_err(|_| fail("no echo"))??;
+            match sealer.open(&mut buf[..n]) {
+                Some(echo) if echo.len() == PING_BYTES => Ok(t.elapsed()),
+                _ => Err(fail("echo of the wrong size or not authentic")),
+            }
+        };
+        Ok(ping_loop!(h, ping().await, None))
+    })
+}
+
+/// FastNet's client `Connection` on a std socket: the message is queued and
+/// everything the connection has to send goes out; then each datagram is
+/// handled as it comes (the echo is taken before the connection is asked what
+/// to send next, as a lean driver would hand it over), and timers run when due.
+fn sans_io_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult<RunOutcome> {
+    let spin = row.mode == IoMode::BusyPoll;
+    let socket = raw_udp_socket(!spin)?;
+    socket.connect(server_addr(server, "udp")?)?;
+    if !spin {
+        // Wake for the timers now and then, like a driver's wait.
+        socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    }
+    let (client_keys, _) = fastnet::sim::session_keys_pair(crate::floor::SANS_IO_SEED);
+    let config = std::sync::Arc::new(fastnet::TransportConfig::default());
+    let mut conn = fastnet::Connection::new(config, client_keys, Instant::now())?;
+    let channel = row.channel();
+    let payload = [7u8; PING_BYTES];
+    let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
+    let mut message = Vec::with_capacity(PING_BYTES);
+    let mut ping = || -> BenchResult<Duration> {
+        let t = Instant::now();
+        conn.send(channel, &payload)
+            .map_err(|e| fail(e.to_string()))?;
+        let transmit = |conn: &mut fastnet::Connection, out: &mut [u8], now| -> BenchResult<()> {
+            while let Some(len) = conn.poll_transmit(now, out) {
+                match socket.send(&out[..len]) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        };
+        transmit(&mut conn, &mut out, t)?;
+        loop {
+            let received = match socket.recv(&mut buf) {
+                Ok(n) => Some(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            if let Some(n) = received {
+                let _ = conn.handle_datagram(now, &mut buf[..n]);
+                if conn.recv_into(&mut message).is_some() {
+                    let rtt = t.elapsed();
+                    transmit(&mut conn, &mut out, now)?;
+                    return Ok(rtt);
+                }
+            } else if conn.poll_timeout().is_some_and(|d| d <= now) {
+                conn.handle_timeout(now);
+            } else {
+                if now - t > PING_TIMEOUT {
+                    return Err(fail("no echo"));
+                }
+                std::hint::spin_loop();
+                continue;
+            }
+            transmit(&mut conn, &mut out, now)?;
         }
     };
     Ok(ping_loop!(h, ping(), None))

@@ -42,11 +42,21 @@ pub enum ServerKind {
     Quinn,
     /// ENet 1.3, `enet_host_service(host, &event, 0)` spin.
     Enet,
+    /// Sealed UDP (see `floor`), blocking `recv_from`.
+    UdpAeadBlock,
+    /// Sealed UDP, non-blocking `recv_from` in a spin loop.
+    UdpAeadSpin,
+    /// Sealed UDP on a tokio current-thread runtime.
+    UdpAeadTokio,
+    /// FastNet's sans-IO `Endpoint` on a std socket, spin loop (see `floor`).
+    SansIoSpin,
+    /// FastNet's sans-IO `Endpoint` on a std socket, blocking `recv_from`.
+    SansIoBlock,
 }
 
 impl ServerKind {
     /// Every kind with its command-line name.
-    pub const ALL: [(ServerKind, &'static str); 8] = [
+    pub const ALL: [(ServerKind, &'static str); 13] = [
         (ServerKind::UdpBlock, "udp-block"),
         (ServerKind::UdpSpin, "udp-spin"),
         (ServerKind::UdpTokio, "udp-tokio"),
@@ -55,6 +65,11 @@ impl ServerKind {
         (ServerKind::FastnetTokio, "fastnet-tokio"),
         (ServerKind::Quinn, "quinn"),
         (ServerKind::Enet, "enet"),
+        (ServerKind::UdpAeadBlock, "udp-aead-block"),
+        (ServerKind::UdpAeadSpin, "udp-aead-spin"),
+        (ServerKind::UdpAeadTokio, "udp-aead-tokio"),
+        (ServerKind::SansIoSpin, "fastnet-sansio-spin"),
+        (ServerKind::SansIoBlock, "fastnet-sansio-block"),
     ];
 
     /// The command-line name.
@@ -189,6 +204,11 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         ServerKind::FastnetTokio => serve_fastnet_tokio(mode, low_latency),
         ServerKind::Quinn => crate::quic::serve(mode),
         ServerKind::Enet => serve_enet(mode),
+        ServerKind::UdpAeadBlock => crate::floor::serve_sealed_udp(mode, false),
+        ServerKind::UdpAeadSpin => crate::floor::serve_sealed_udp(mode, true),
+        ServerKind::UdpAeadTokio => crate::floor::serve_sealed_tokio(mode),
+        ServerKind::SansIoSpin => crate::floor::serve_sans_io(true),
+        ServerKind::SansIoBlock => crate::floor::serve_sans_io(false),
     }
 }
 

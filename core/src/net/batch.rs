@@ -10,10 +10,16 @@
 //! MTU below the segment size, a socket without checksums) is sent again
 //! datagram by datagram, and GSO stays off for that socket.
 //!
-//! `recvmmsg` and `sendmmsg` pass `MSG_DONTWAIT`, so they never block whatever
-//! the socket's blocking flag (the service thread shares the socket and sets
-//! it). A lone datagram, and the datagrams of a GSO run the device refused,
-//! go out with std's `send_to`, like the portable path's.
+//! Receiving starts with plain `recvfrom` calls (half the cost of an empty
+//! `recvmmsg`, see `UdpIo::receive`), and a client waits for its server's
+//! datagrams in a blocking `recvfrom` with a receive timeout counted in
+//! kernel ticks ([`RecvBatch::recv_one_blocking`], [`kernel_tick`]).
+//!
+//! Every call but that wait passes `MSG_DONTWAIT`, so none blocks whatever the
+//! socket's blocking flag (a client's socket is in blocking mode for that
+//! wait, and the service thread shares the socket and sets it too). A lone
+//! datagram, and the datagrams of a GSO run the device refused, go out with
+//! one `sendto` each ([`send_dontwait`]).
 //! The header arrays point into boxed buffers whose addresses never move; they
 //! are built once, so a call costs no set-up beyond resetting what the kernel
 //! wrote.
@@ -87,6 +93,9 @@ pub struct RecvBatch {
     headers: Box<[libc::mmsghdr]>,
     /// Headers the kernel wrote in the last call, to reset before the next.
     dirty: usize,
+    /// A datagram a blocking wait received into the first slot, for the next
+    /// [`RecvBatch::take_held`].
+    held: Option<(SocketAddr, usize)>,
 }
 
 // SAFETY (both batches): the raw pointers in `iovecs` and `headers` point into the boxed
@@ -137,6 +146,7 @@ impl RecvBatch {
             iovecs,
             headers,
             dirty: 0,
+            held: None,
         }
     }
 
@@ -144,6 +154,7 @@ impl RecvBatch {
     /// slots. Returns how many (0: none queued). Fewer than [`RECV_BATCH`]
     /// means the socket was empty when the call returned.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        debug_assert!(self.held.is_none(), "a held datagram is taken first");
         // The kernel writes the address length, the flags and the length of
         // each header it fills (and of the one it tried last).
         let dirty = (self.dirty + 1).min(RECV_BATCH);
@@ -175,6 +186,114 @@ impl RecvBatch {
                 _ => return Err(e),
             }
         }
+    }
+
+    /// Waits in `recvfrom` (the socket must be in blocking mode, with its
+    /// receive timeout set) for one datagram, and keeps it in the first slot
+    /// for [`RecvBatch::take_held`]. This is the cheapest way to sleep until
+    /// a datagram comes: one system call that returns with the datagram, where
+    /// `ppoll` then `recvfrom` take two, and `ppoll`'s high-resolution timeout
+    /// costs a timer reprogramming when cancelled. Returns whether anything
+    /// arrived (`false`: the timeout passed, or a signal interrupted the wait).
+    pub fn recv_one_blocking(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+    ) -> io::Result<bool> {
+        match self.recv_from(socket, connected, libc::MSG_TRUNC) {
+            Ok(Some(Some((from, datagram)))) => {
+                let len = datagram.len();
+                self.held = Some((from, len));
+                Ok(true)
+            }
+            Ok(Some(None)) => Ok(true),
+            Ok(None) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The datagram a blocking wait received, once.
+    pub fn take_held(&mut self) -> Option<(SocketAddr, &mut [u8])> {
+        let (from, len) = self.held.take()?;
+        Some((from, &mut self.slots[..len]))
+    }
+
+    /// Receives one datagram, without blocking, into the first slot with a
+    /// plain `recvfrom` (`recv` when `connected` names the socket's only
+    /// peer). An empty socket costs about half an empty `recvmmsg` here (no
+    /// message header and I/O vector to copy in from user memory), which is
+    /// what a spinning or freshly woken receiver pays most often.
+    ///
+    /// Returns `Ok(None)` when nothing is queued, `Ok(Some(None))` for a
+    /// datagram that had to be dropped (longer than a slot, so not ours, or
+    /// from a source that is not an IP address), and `Ok(Some(Some(_)))` with
+    /// the datagram's source and bytes.
+    #[allow(clippy::type_complexity)]
+    pub fn recv_one(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+    ) -> io::Result<Option<Option<(SocketAddr, &mut [u8])>>> {
+        debug_assert!(self.held.is_none(), "a held datagram is taken first");
+        self.recv_from(socket, connected, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+    }
+
+    /// `recvfrom` into the first slot with `flags` (which include
+    /// `MSG_TRUNC`), as [`RecvBatch::recv_one`] describes; an interrupted
+    /// call is retried unless the call may block.
+    #[allow(clippy::type_complexity)]
+    fn recv_from(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+        flags: libc::c_int,
+    ) -> io::Result<Option<Option<(SocketAddr, &mut [u8])>>> {
+        let slot = &mut self.slots[..self.slot_bytes];
+        let mut name_len = NAME_BYTES;
+        let (name, name_len_ptr) = if connected.is_some() {
+            (std::ptr::null_mut(), std::ptr::null_mut())
+        } else {
+            (
+                (&mut self.names[0] as *mut libc::sockaddr_storage).cast::<libc::sockaddr>(),
+                &mut name_len as *mut libc::socklen_t,
+            )
+        };
+        let n = loop {
+            // SAFETY: `slot` is `slot_bytes` long and writable; `name` is
+            // null or a sockaddr_storage with its length in `name_len`.
+            // MSG_TRUNC makes the call return the datagram's real length.
+            let n = unsafe {
+                libc::recvfrom(
+                    socket.as_raw_fd(),
+                    slot.as_mut_ptr().cast(),
+                    slot.len(),
+                    flags,
+                    name,
+                    name_len_ptr,
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted if flags & libc::MSG_DONTWAIT != 0 => continue,
+                _ => return Err(e),
+            }
+        };
+        if n > self.slot_bytes {
+            return Ok(Some(None));
+        }
+        let from = match connected {
+            Some(peer) => peer,
+            None => match socket_addr(&self.names[0], name_len) {
+                Some(from) => from,
+                None => return Ok(Some(None)),
+            },
+        };
+        Ok(Some(Some((from, &mut self.slots[..n]))))
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`]: its source and bytes, or
@@ -294,12 +413,8 @@ impl SendBatch {
             let q = self.queued[0];
             report.calls = 1;
             let datagram = &self.arena[q.offset..q.offset + q.len];
-            let r = if self.connected == Some(q.to) {
-                socket.send(datagram)
-            } else {
-                socket.send_to(datagram, q.to)
-            };
-            match r {
+            let to = (self.connected != Some(q.to)).then_some(q.to);
+            match send_dontwait(socket, datagram, to) {
                 Ok(_) => report.sent = 1,
                 Err(_) => report.failed = 1,
             }
@@ -428,7 +543,8 @@ impl SendBatch {
                 let (a, b) = runs[0];
                 for q in a..b {
                     let q = self.queued[q];
-                    match socket.send_to(&self.arena[q.offset..q.offset + q.len], q.to) {
+                    let to = (self.connected != Some(q.to)).then_some(q.to);
+                    match send_dontwait(socket, &self.arena[q.offset..q.offset + q.len], to) {
                         Ok(_) => report.sent += 1,
                         Err(_) => report.failed += 1,
                     }
@@ -443,6 +559,58 @@ impl SendBatch {
             }
         }
     }
+}
+
+/// Sends one datagram with `sendto` (`send` when `to` is `None`: the
+/// socket's connected peer), passing `MSG_DONTWAIT` so that it never blocks,
+/// whatever the socket's blocking flag (see [`RecvBatch::recv_one_blocking`]).
+pub fn send_dontwait(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    to: Option<SocketAddr>,
+) -> io::Result<usize> {
+    let name = to.map(SockAddr::from);
+    let (name_ptr, name_len) = name
+        .as_ref()
+        .map_or((std::ptr::null(), 0), |n| (n.as_ptr(), n.len()));
+    loop {
+        // SAFETY: `datagram` is readable for its length; `name_ptr` is null
+        // or a socket address `name_len` bytes long that lives through the call.
+        let n = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                libc::MSG_DONTWAIT,
+                name_ptr.cast(),
+                name_len,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The kernel's timer tick (the resolution of `CLOCK_MONOTONIC_COARSE`): the
+/// unit in which it counts a socket's receive timeout (`SO_RCVTIMEO`).
+/// `None` if the clock reports something implausible for a tick.
+pub fn kernel_tick() -> Option<Duration> {
+    static TICK: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        // SAFETY: plain C data; all-zero is valid.
+        let mut res: libc::timespec = unsafe { zeroed() };
+        // SAFETY: a valid out-parameter.
+        let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
+        let tick = Duration::new(res.tv_sec as u64, res.tv_nsec as u32);
+        // HZ is between 100 and 1000 on every Linux configuration.
+        (r == 0 && (Duration::from_millis(1)..=Duration::from_millis(10)).contains(&tick))
+            .then_some(tick)
+    })
 }
 
 /// Whether the kernel knows `UDP_SEGMENT` on this socket.
@@ -688,6 +856,60 @@ mod tests {
             small.commit(to, 10);
         }
         assert!(small.is_full());
+    }
+
+    #[test]
+    fn single_reads_take_one_datagram_and_drop_oversized_ones() {
+        let (a, b) = pair();
+        let mut batch = RecvBatch::new(200);
+        assert!(batch.recv_one(&b, None).unwrap().is_none(), "empty");
+        a.send_to(&[1; 300], b.local_addr().unwrap()).unwrap();
+        a.send_to(&[2; 50], b.local_addr().unwrap()).unwrap();
+        wait(&b);
+        assert!(
+            matches!(batch.recv_one(&b, None).unwrap(), Some(None)),
+            "longer than a slot: dropped"
+        );
+        let (from, d) = batch.recv_one(&b, None).unwrap().unwrap().unwrap();
+        assert_eq!((from, d.len(), d[0]), (a.local_addr().unwrap(), 50, 2));
+        assert!(batch.recv_one(&b, None).unwrap().is_none());
+        // A connected socket names no source; the peer is the source.
+        b.connect(a.local_addr().unwrap()).unwrap();
+        a.send_to(&[3; 10], b.local_addr().unwrap()).unwrap();
+        wait(&b);
+        let peer = a.local_addr().unwrap();
+        let (from, d) = batch.recv_one(&b, Some(peer)).unwrap().unwrap().unwrap();
+        assert_eq!((from, d), (peer, &mut [3u8; 10][..]));
+    }
+
+    #[test]
+    fn a_blocking_wait_holds_what_it_received_until_taken() {
+        let (a, b) = pair();
+        b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut batch = RecvBatch::new(200);
+        let t = std::time::Instant::now();
+        assert!(!batch.recv_one_blocking(&b, None).unwrap(), "timed out");
+        assert!(t.elapsed() >= Duration::from_millis(15), "it blocked");
+        assert!(batch.take_held().is_none());
+        a.send_to(&[9; 40], b.local_addr().unwrap()).unwrap();
+        assert!(batch.recv_one_blocking(&b, None).unwrap());
+        let (from, d) = batch.take_held().expect("held");
+        assert_eq!((from, d.len(), d[0]), (a.local_addr().unwrap(), 40, 9));
+        assert!(batch.take_held().is_none(), "taken once");
+        // Sends never block, even on a blocking socket.
+        b.connect(a.local_addr().unwrap()).unwrap();
+        assert_eq!(send_dontwait(&b, b"hi", None).unwrap(), 2);
+        assert_eq!(
+            send_dontwait(&a, b"to", Some(b.local_addr().unwrap())).unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_kernel_tick_is_a_plausible_hz() {
+        // HZ is 100 to 1000 on Linux; this machine's coarse clock says which.
+        let tick = kernel_tick().expect("a coarse clock with a tick resolution");
+        assert!(tick >= Duration::from_millis(1) && tick <= Duration::from_millis(10));
     }
 
     #[test]

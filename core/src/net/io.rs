@@ -39,6 +39,17 @@ const PRECISE_WAIT_LIMIT: Duration = Duration::from_millis(1);
 #[cfg(not(target_os = "linux"))]
 const PRECISE_WAIT_STEP: Duration = Duration::from_micros(100);
 
+/// Longest blocking part of a wait, in kernel ticks: the kernel's timer wheel
+/// fires timeouts of up to 63 ticks on the tick, longer ones up to an eighth
+/// late.
+#[cfg(target_os = "linux")]
+const MAX_COARSE_WAIT_TICKS: u32 = 60;
+
+/// Datagrams read one `recvfrom` at a time before switching to `recvmmsg`
+/// (Linux): see [`UdpIo::receive`].
+#[cfg(target_os = "linux")]
+const SINGLE_READS: usize = 2;
+
 /// Bytes prefixed to a conditioned datagram to carry its address.
 const ADDRESS_PREFIX_BYTES: usize = 19;
 
@@ -236,6 +247,14 @@ pub(crate) struct UdpIo {
     max_datagram: usize,
     /// The only peer, when the socket is connected to it (a client).
     connected: Option<SocketAddr>,
+    /// Waits start in a blocking receive (Linux client, see [`UdpIo::wait`]):
+    /// the socket is in blocking mode and every other call passes
+    /// `MSG_DONTWAIT`.
+    #[cfg(target_os = "linux")]
+    blocking_wait: bool,
+    /// The receive timeout (`SO_RCVTIMEO`) last set on the socket.
+    #[cfg(target_os = "linux")]
+    recv_timeout: Option<Duration>,
     stats: IoStats,
 }
 
@@ -282,6 +301,10 @@ impl UdpIo {
             buf: vec![0; max_datagram],
             max_datagram,
             connected: None,
+            #[cfg(target_os = "linux")]
+            blocking_wait: false,
+            #[cfg(target_os = "linux")]
+            recv_timeout: None,
             stats: IoStats::default(),
         })
     }
@@ -295,8 +318,22 @@ impl UdpIo {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.send_batch {
             b.set_connected(peer);
+            // Nothing else to watch: waits can block in the receive itself.
+            if self.recv_batch.is_some() && !self.readiness.others {
+                self.socket.set_nonblocking(false)?;
+                self.blocking_wait = true;
+            }
         }
         Ok(())
+    }
+
+    /// Someone else (the service thread) set the socket's receive timeout:
+    /// the next blocking wait sets its own again.
+    pub fn forget_recv_timeout(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            self.recv_timeout = None;
+        }
     }
 
     pub fn socket(&self) -> &UdpSocket {
@@ -405,6 +442,39 @@ impl UdpIo {
         let mut total = 0;
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.recv_batch {
+            // What the last wait received first.
+            if let Some((from, datagram)) = b.take_held() {
+                total += 1;
+                match &mut self.incoming {
+                    None => deliver(from, datagram),
+                    Some(c) => c.push(now, from, datagram),
+                }
+            }
+            // Single reads first: an empty socket (a spinning or freshly
+            // woken receiver's usual case) and a lone datagram cost a plain
+            // `recvfrom` each, about half a `recvmmsg`; a third datagram in a
+            // row means a burst, which `recvmmsg` then takes in batches.
+            while total < SINGLE_READS {
+                self.stats.recv_calls += 1;
+                match b.recv_one(&self.socket, self.connected) {
+                    Ok(None) => {
+                        self.stats.datagrams_received += total as u64;
+                        return Ok(total);
+                    }
+                    // ICMP errors for earlier sends surface here.
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => return Err(e),
+                    Ok(Some(datagram)) => {
+                        total += 1;
+                        if let Some((from, datagram)) = datagram {
+                            match &mut self.incoming {
+                                None => deliver(from, datagram),
+                                Some(c) => c.push(now, from, datagram),
+                            }
+                        }
+                    }
+                }
+            }
             loop {
                 self.stats.recv_calls += 1;
                 let n = b.recv(&self.socket)?;
@@ -465,6 +535,15 @@ impl UdpIo {
 
     /// Blocks until a datagram is readable, another registered source fires,
     /// or `timeout` passes (about: spurious wake-ups are possible).
+    ///
+    /// On Linux a connected client with nothing else to watch first sleeps
+    /// in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in
+    /// kernel ticks) ends at least a tick before `timeout`: a datagram that
+    /// comes then is received by the wait itself, one system call where
+    /// `ppoll` and a receive take two (and `ppoll`'s high-resolution timer
+    /// costs a reprogramming when the datagram cancels it). The rest of the
+    /// wait, if the datagram has not come, is a precise `ppoll`, so the wait
+    /// never ends late.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         if timeout.is_zero() {
             return Ok(());
@@ -473,6 +552,25 @@ impl UdpIo {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
+            let mut timeout = timeout;
+            if let Some(coarse) = self.coarse_wait(timeout) {
+                let started = Instant::now();
+                if self.recv_timeout != Some(coarse) {
+                    self.socket.set_read_timeout(Some(coarse))?;
+                    self.recv_timeout = Some(coarse);
+                }
+                let b = self
+                    .recv_batch
+                    .as_mut()
+                    .expect("blocking waits receive in the batch");
+                if b.recv_one_blocking(&self.socket, self.connected)? {
+                    return Ok(());
+                }
+                timeout = timeout.saturating_sub(started.elapsed());
+                if timeout.is_zero() {
+                    return Ok(());
+                }
+            }
             let others = self
                 .readiness
                 .others
@@ -504,10 +602,30 @@ impl UdpIo {
         }
     }
 
+    /// The blocking part of a wait of `timeout` (see [`UdpIo::wait`]): whole
+    /// kernel ticks, one fewer than fit (the kernel's timer fires within a
+    /// tick of the count it was given), at most [`MAX_COARSE_WAIT_TICKS`];
+    /// `None` when blocking waits are off or not even one tick would fit.
+    #[cfg(target_os = "linux")]
+    fn coarse_wait(&self, timeout: Duration) -> Option<Duration> {
+        if !self.blocking_wait {
+            return None;
+        }
+        coarse_part(timeout, batch::kernel_tick()?)
+    }
+
     /// The readiness queue, to register more sources (tokens other than
     /// [`UDP_TOKEN`]); waits watch them from now on.
     pub fn registry(&mut self) -> &mio::Registry {
         self.readiness.others = true;
+        #[cfg(target_os = "linux")]
+        if self.blocking_wait {
+            // A blocking receive could not see the other sources.
+            self.blocking_wait = false;
+            if let Err(e) = self.socket.set_nonblocking(true) {
+                tracing::debug!(error = %e, "cannot make the socket non-blocking again");
+            }
+        }
         self.readiness.poll.registry()
     }
 
@@ -538,6 +656,19 @@ impl UdpIo {
             Err(_) => true,
         }
     }
+}
+
+/// The blocking part of a wait of `timeout` with kernel ticks of `tick`:
+/// whole ticks, one fewer than fit (a receive timeout of `n` ticks fires
+/// within the `n`th tick from now), at most [`MAX_COARSE_WAIT_TICKS`]; `None`
+/// if not even one tick would fit.
+#[cfg(target_os = "linux")]
+fn coarse_part(timeout: Duration, tick: Duration) -> Option<Duration> {
+    let fit = timeout.as_nanos() / tick.as_nanos().max(1);
+    let ticks = u32::try_from(fit.checked_sub(1)?)
+        .ok()?
+        .min(MAX_COARSE_WAIT_TICKS);
+    (ticks > 0).then(|| tick * ticks)
 }
 
 /// What sending a batch did.
@@ -618,6 +749,77 @@ mod tests {
             encode_addr(addr, &mut b);
             assert_eq!(decode_addr(&b), addr);
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_blocking_part_of_a_wait_ends_a_tick_early_at_least() {
+        let ms = Duration::from_millis;
+        let tick = ms(4);
+        assert_eq!(coarse_part(ms(16), tick), Some(ms(12)));
+        assert_eq!(coarse_part(ms(11), tick), Some(ms(4)));
+        assert_eq!(coarse_part(ms(8), tick), Some(ms(4)));
+        assert_eq!(coarse_part(Duration::from_micros(7_999), tick), None);
+        assert_eq!(coarse_part(ms(1), tick), None);
+        assert_eq!(coarse_part(ms(10_000), tick), Some(ms(240)), "capped");
+        for t in (0..2_000).map(|i| Duration::from_micros(i * 137)) {
+            if let Some(c) = coarse_part(t, tick) {
+                // Fires by the end of its last tick: never after the wait.
+                assert!(c + tick <= t && c.as_nanos() % tick.as_nanos() == 0);
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_connected_client_waits_in_the_receive_and_gets_the_datagram() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client_addr = socket.local_addr().unwrap();
+        let mut io = UdpIo::new(
+            socket,
+            &LinkSimulation::default(),
+            &SocketConfig::default(),
+            1200,
+        )
+        .unwrap();
+        io.connect(server.local_addr().unwrap()).unwrap();
+        assert!(
+            io.blocking_wait,
+            "a connected batching client blocks in its receive"
+        );
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            server.send_to(b"pong", client_addr).unwrap();
+            server
+        });
+        let t = Instant::now();
+        io.wait(Duration::from_secs(5)).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "woken by the datagram"
+        );
+        let server = sender.join().unwrap();
+        let mut got = Vec::new();
+        let n = io
+            .receive(Instant::now(), |from, d| got.push((from, d.to_vec())))
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(got, vec![(server.local_addr().unwrap(), b"pong".to_vec())]);
+        // Nothing more: a wait with nothing coming ends by its timeout.
+        let t = Instant::now();
+        io.wait(Duration::from_millis(20)).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(15));
+        assert_eq!(io.receive(Instant::now(), |_, _| {}).unwrap(), 0);
+        // Sends still go, on the now blocking socket.
+        io.send_slot()[..3].copy_from_slice(b"abc");
+        io.commit(Instant::now(), server.local_addr().unwrap(), 3);
+        io.flush(Instant::now());
+        let mut buf = [0u8; 16];
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(server.recv_from(&mut buf).unwrap().0, 3);
     }
 
     #[test]

@@ -130,7 +130,12 @@ pub(crate) struct ServiceThread {
 impl ServiceThread {
     /// Starts servicing a driver's state, reading from a clone of its socket.
     pub fn start<T: DriverState>(state: &Arc<Mutex<T>>) -> io::Result<Self> {
-        let socket = lock(state).io().socket().try_clone()?;
+        let socket = {
+            let mut s = lock(state);
+            // The thread sets the shared socket's receive timeout from now on.
+            s.io().forget_recv_timeout();
+            s.io().socket().try_clone()?
+        };
         Self::spawn(state.clone(), socket)
     }
 
