@@ -10,6 +10,7 @@
 //!   events to the application, and [`Connection::send`] to queue messages.
 
 mod ack_state;
+mod clock;
 mod sent;
 
 use std::collections::VecDeque;
@@ -32,6 +33,7 @@ use crate::stats::ConnectionStats;
 use crate::varint::Writer;
 
 use ack_state::AckState;
+use clock::{span, Clock, Nanos, NEVER};
 use sent::{PacketState, SentPacket, SentPackets};
 
 /// Packets at least this many numbers older than an acknowledged one are lost
@@ -50,6 +52,8 @@ const MAX_PTO_BACKOFF_EXPONENT: u32 = 6;
 const CLOSE_PACKETS: u8 = 3;
 /// Failed authentications tolerated on one connection (PROTOCOL.md §2.2).
 const MAX_AUTHENTICATION_FAILURES: u64 = 1 << 36;
+/// Nanoseconds in a microsecond (ACK delays travel in microseconds).
+const NANOS_PER_MICRO: u64 = 1_000;
 /// Largest packet number ever sent: the 62-bit space of PROTOCOL.md §1.3.
 const MAX_PACKET_NUMBER: u64 = (1 << 62) - 1;
 /// Message buffers kept for reuse on each side of a connection (at most
@@ -60,6 +64,26 @@ const POOLED_BUFFERS: usize = 32;
 /// after which a connection frees its pooled buffers and spare queue capacity
 /// (see [`Connection::release_if_idle`]).
 const IDLE_RELEASE_KEEP_ALIVES: u32 = 4;
+
+/// The configuration's durations in nanoseconds (see [`clock`]), converted once.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    idle_timeout: Nanos,
+    keep_alive_interval: Nanos,
+    max_ack_delay: Nanos,
+    key_update_interval: Nanos,
+}
+
+impl Timing {
+    fn new(config: &TransportConfig) -> Self {
+        Self {
+            idle_timeout: span(config.idle_timeout),
+            keep_alive_interval: span(config.keep_alive_interval),
+            max_ack_delay: span(config.max_ack_delay),
+            key_update_interval: span(config.key_update_interval),
+        }
+    }
+}
 
 /// What the handshake hands the protocol core: the connection IDs and the two
 /// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").
@@ -107,6 +131,8 @@ enum State {
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<TransportConfig>,
+    timing: Timing,
+    clock: Clock,
     local_cid: ConnectionId,
     peer_cid: ConnectionId,
     state: State,
@@ -125,17 +151,28 @@ pub struct Connection {
     events: VecDeque<Event>,
     next_pn: u64,
     largest_acked: Option<u64>,
-    loss_time: Option<Instant>,
+    /// When the earliest packet in flight below `largest_acked` counts as
+    /// lost ([`NEVER`] if none is).
+    loss_time: Nanos,
     pto_backoff: u32,
     packet_threshold: u64,
     time_threshold_eighths: u32,
     ping_pending: bool,
-    last_sent: Instant,
-    last_received: Instant,
+    last_sent: Nanos,
+    last_received: Nanos,
     authentication_failures: u64,
     /// Messages sent plus delivered when last seen to change, and when.
     messages_seen: u64,
-    messages_seen_at: Instant,
+    messages_seen_at: Nanos,
+    /// What [`Connection::poll_timeout`] returns, kept up to date by every
+    /// call that can move it (`deadline` is [`NEVER`] when `deadline_at` is
+    /// `None`).
+    deadline: Nanos,
+    deadline_at: Option<Instant>,
+    /// When the key-update interval of a generation runs out, as
+    /// `(generation plus one, time)`; `(0, _)` until computed (a generation's
+    /// start never changes once set).
+    key_interval_end: (u64, Nanos),
     stats: ConnectionStats,
 }
 
@@ -159,7 +196,10 @@ impl Connection {
             config.channels().iter().map(|c| c.kind),
             config.max_unreliable_reassemblies,
         );
-        Ok(Self {
+        let clock = Clock::new(now);
+        let mut conn = Self {
+            timing: Timing::new(&config),
+            clock,
             local_cid: keys.local_cid,
             peer_cid: keys.peer_cid,
             state: State::Established,
@@ -177,19 +217,24 @@ impl Connection {
             events: VecDeque::new(),
             next_pn: 0,
             largest_acked: None,
-            loss_time: None,
+            loss_time: NEVER,
             pto_backoff: 0,
             packet_threshold: INITIAL_PACKET_THRESHOLD,
             time_threshold_eighths: 9,
             ping_pending: false,
-            last_sent: now,
-            last_received: now,
+            last_sent: 0,
+            last_received: 0,
             authentication_failures: 0,
             messages_seen: 0,
-            messages_seen_at: now,
+            messages_seen_at: 0,
+            deadline: NEVER,
+            deadline_at: None,
+            key_interval_end: (0, NEVER),
             stats: ConnectionStats::default(),
             config,
-        })
+        };
+        conn.refresh_deadline();
+        Ok(conn)
     }
 
     /// The ID the peer addresses us by.
@@ -256,8 +301,10 @@ impl Connection {
     /// When the connection times out if nothing authenticated arrives (`None`
     /// once closed).
     pub fn idle_deadline(&self) -> Option<Instant> {
-        self.is_established()
-            .then_some(self.last_received + self.config.idle_timeout)
+        self.is_established().then(|| {
+            self.clock
+                .instant(self.last_received.saturating_add(self.timing.idle_timeout))
+        })
     }
 
     /// Largest packet number authenticated so far. A driver that sees it grow
@@ -339,13 +386,16 @@ impl Connection {
     pub fn ping(&mut self) {
         if self.state == State::Established {
             self.ping_pending = true;
+            self.refresh_deadline();
         }
     }
 
     /// Starts a key update now, if one may start (the current keys have been
     /// confirmed by the peer). Returns whether it started.
     pub fn update_keys(&mut self, now: Instant) -> bool {
-        self.state == State::Established && self.keys.initiate(now)
+        let started = self.state == State::Established && self.keys.initiate(now);
+        self.refresh_deadline();
+        started
     }
 
     /// Closes the connection: the peer is told `code` (PROTOCOL.md §3.4) by the
@@ -359,6 +409,7 @@ impl Connection {
             packets_left: CLOSE_PACKETS,
         };
         self.release_buffers();
+        self.refresh_deadline();
     }
 
     // ----- network side -----------------------------------------------------
@@ -370,6 +421,7 @@ impl Connection {
     /// in an authenticated packet is disconnected (see [`Event::Disconnected`]).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
         let result = self.process_datagram(now, datagram);
+        self.refresh_deadline();
         if let Err(reason) = result {
             let d = &mut self.stats.dropped;
             *match reason {
@@ -387,7 +439,7 @@ impl Connection {
         result
     }
 
-    fn process_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
+    fn process_datagram(&mut self, at: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
         if self.state != State::Established {
             return Err(DropReason::Closed);
         }
@@ -430,14 +482,15 @@ impl Connection {
             return Err(DropReason::ReceiveQueueFull);
         }
         self.replay.insert(pn);
-        let pto = self.rtt.pto(self.config.max_ack_delay);
+        let pto = Duration::from_nanos(self.rtt.pto_nanos(self.timing.max_ack_delay));
         if self
             .keys
-            .on_packet_authenticated(selection, pn, now, pto)
+            .on_packet_authenticated(selection, pn, at, pto)
             .is_some()
         {
             self.stats.key_updates += 1;
         }
+        let now = self.clock.ticks(at);
         self.last_received = now;
         self.stats.packets_received += 1;
         self.stats.bytes_received += datagram.len() as u64;
@@ -445,8 +498,13 @@ impl Connection {
         let payload = &datagram[HEADER_BYTES..HEADER_BYTES + len];
         match self.process_frames(now, payload, selection.generation()) {
             Ok(eliciting) => {
-                self.ack
-                    .on_packet_received(now, pn, eliciting, &self.config);
+                self.ack.on_packet_received(
+                    now,
+                    pn,
+                    eliciting,
+                    self.timing.max_ack_delay,
+                    self.config.ack_eliciting_threshold,
+                );
                 Ok(())
             }
             Err(violation) => {
@@ -463,7 +521,7 @@ impl Connection {
     /// ack-eliciting.
     fn process_frames(
         &mut self,
-        now: Instant,
+        now: Nanos,
         payload: &[u8],
         key_generation: u64,
     ) -> Result<bool, Violation> {
@@ -514,11 +572,11 @@ impl Connection {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
+    fn on_ack(&mut self, now: Nanos, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
         if ack.largest() >= self.next_pn {
             return Err(Violation::AckOfUnsentPacket);
         }
-        let mut largest_newly_acked: Option<(u64, Instant)> = None;
+        let mut largest_newly_acked: Option<(u64, Nanos)> = None;
         let first_kept = self.sent.first_pn();
         for range in ack.ranges() {
             let (lo, hi) = (*range.start(), *range.end());
@@ -555,15 +613,18 @@ impl Connection {
         );
         if let Some((pn, time_sent)) = largest_newly_acked {
             if pn == ack.largest() {
-                let delay =
-                    Duration::from_micros(ack.ack_delay_us()).min(self.config.max_ack_delay);
-                self.rtt
-                    .update(now.saturating_duration_since(time_sent), delay);
+                let delay = ack
+                    .ack_delay_us()
+                    .saturating_mul(NANOS_PER_MICRO)
+                    .min(self.timing.max_ack_delay);
+                self.rtt.update_nanos(now.saturating_sub(time_sent), delay);
             }
             self.pto_backoff = 0;
         }
-        self.detect_lost(now);
         self.sent.pop_resolved();
+        if self.detect_lost(now) {
+            self.sent.pop_resolved();
+        }
         Ok(())
     }
 
@@ -584,33 +645,40 @@ impl Connection {
 
     /// Declares lost the packets that the acknowledgements show are missing
     /// (PROTOCOL.md §6.3) and arms the timer for those not yet overdue.
-    fn detect_lost(&mut self, now: Instant) {
-        self.loss_time = None;
+    /// Returns whether any was declared lost.
+    fn detect_lost(&mut self, now: Nanos) -> bool {
+        self.loss_time = NEVER;
         let Some(largest) = self.largest_acked else {
-            return;
+            return false;
         };
-        let loss_delay = Duration::from_nanos(
-            self.rtt
-                .loss_delay_nanos()
-                .saturating_mul(u64::from(self.time_threshold_eighths))
-                / 9,
-        );
+        // The common case, in O(1): no record is kept below the largest
+        // acknowledged packet (resolved records are popped from the front).
+        let first = self.sent.first_pn();
+        if first >= largest {
+            return false;
+        }
+        let loss_delay = self
+            .rtt
+            .loss_delay_nanos()
+            .saturating_mul(u64::from(self.time_threshold_eighths))
+            / 9;
         let threshold = self.packet_threshold;
-        loop {
-            let overdue = self
-                .sent
-                .in_flight_below(largest)
-                .find(|&(pn, sent)| largest - pn >= threshold || sent + loss_delay <= now);
-            match overdue {
-                Some((pn, _)) => self.declare_lost(pn),
-                None => break,
+        let mut any_lost = false;
+        // Records run contiguously from `first` to past `largest` (it was
+        // sent): one pass over those below it.
+        for pn in first..largest {
+            let Some(sent) = self.sent.in_flight_sent_at(pn) else {
+                continue;
+            };
+            let lost_at = sent.saturating_add(loss_delay);
+            if largest - pn >= threshold || lost_at <= now {
+                self.declare_lost(pn);
+                any_lost = true;
+            } else {
+                self.loss_time = self.loss_time.min(lost_at);
             }
         }
-        self.loss_time = self
-            .sent
-            .in_flight_below(largest)
-            .map(|(_, sent)| sent + loss_delay)
-            .min();
+        any_lost
     }
 
     fn declare_lost(&mut self, pn: u64) {
@@ -623,34 +691,41 @@ impl Connection {
         }
     }
 
-    /// When the probe timer fires, if armed.
-    fn pto_deadline(&self) -> Option<Instant> {
-        let last = self.sent.last_eliciting_sent()?;
-        let pto = self.rtt.pto(self.config.max_ack_delay) * (1 << self.pto_backoff);
-        Some(last + pto)
+    /// When the probe timer fires ([`NEVER`] if not armed).
+    fn pto_deadline(&self) -> Nanos {
+        let Some(last) = self.sent.last_eliciting_sent() else {
+            return NEVER;
+        };
+        let pto = self.rtt.pto_nanos(self.timing.max_ack_delay);
+        last.saturating_add(pto.saturating_mul(1 << self.pto_backoff))
     }
 
     /// Processes timers whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, at: Instant) {
+        self.on_timeout(at);
+        self.refresh_deadline();
+    }
+
+    fn on_timeout(&mut self, at: Instant) {
         if self.state != State::Established {
             return;
         }
-        if now >= self.last_received + self.config.idle_timeout {
+        let now = self.clock.ticks(at);
+        if now >= self.last_received.saturating_add(self.timing.idle_timeout) {
             self.disconnect(DisconnectReason::Timeout, None);
             return;
         }
-        if self.loss_time.is_some_and(|t| now >= t) {
+        if now >= self.loss_time {
             self.detect_lost(now);
             self.sent.pop_resolved();
         }
-        if self.pto_deadline().is_some_and(|t| now >= t) {
+        if now >= self.pto_deadline() {
             // Nothing was acknowledged for a whole PTO: everything in flight is lost.
             let had_reliable = self.send_channels.iter().any(SendChannel::has_unacked);
-            loop {
-                let Some((pn, _)) = self.sent.in_flight_below(u64::MAX).next() else {
-                    break;
-                };
-                self.declare_lost(pn);
+            for pn in self.sent.first_pn()..self.sent.end_pn() {
+                if self.sent.in_flight_sent_at(pn).is_some() {
+                    self.declare_lost(pn);
+                }
             }
             self.sent.pop_resolved();
             self.pto_backoff = (self.pto_backoff + 1).min(MAX_PTO_BACKOFF_EXPONENT);
@@ -658,11 +733,15 @@ impl Connection {
                 self.ping_pending = true;
             }
         }
-        if now >= self.last_sent + self.config.keep_alive_interval {
+        if now
+            >= self
+                .last_sent
+                .saturating_add(self.timing.keep_alive_interval)
+        {
             self.ping_pending = true;
             self.release_if_idle(now);
         }
-        self.keys.on_timeout(now);
+        self.keys.on_timeout(at);
     }
 
     /// At a keep-alive: once no message was sent or delivered for
@@ -672,7 +751,7 @@ impl Connection {
     /// its first messages allocate again; a busy connection never gets here
     /// (it sends before its keep-alive is due), so its steady state still
     /// allocates nothing.
-    fn release_if_idle(&mut self, now: Instant) {
+    fn release_if_idle(&mut self, now: Nanos) {
         let messages = self.stats.messages_sent + self.inbox.delivered;
         if messages != self.messages_seen {
             self.messages_seen = messages;
@@ -680,10 +759,10 @@ impl Connection {
             return;
         }
         let quiet = self
-            .config
+            .timing
             .keep_alive_interval
-            .saturating_mul(IDLE_RELEASE_KEEP_ALIVES);
-        if now.saturating_duration_since(self.messages_seen_at) < quiet {
+            .saturating_mul(IDLE_RELEASE_KEEP_ALIVES.into());
+        if now.saturating_sub(self.messages_seen_at) < quiet {
             return;
         }
         self.send_pool.release();
@@ -703,26 +782,48 @@ impl Connection {
     /// [`Connection::poll_transmit`], for a delayed acknowledgement) has work.
     /// `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.deadline,
+            self.compute_deadline(),
+            "the cached deadline is stale"
+        );
+        self.deadline_at
+    }
+
+    /// Brings the cached [`Connection::poll_timeout`] up to date; called by
+    /// every public method that can move it.
+    fn refresh_deadline(&mut self) {
+        let deadline = self.compute_deadline();
+        if deadline != self.deadline {
+            self.deadline = deadline;
+            self.deadline_at = (deadline != NEVER).then(|| self.clock.instant(deadline));
+        }
+    }
+
+    /// The next deadline, from scratch ([`NEVER`] once closed).
+    fn compute_deadline(&self) -> Nanos {
         match self.state {
-            State::Closed => return None,
-            State::Closing { .. } => return Some(self.last_sent),
+            State::Closed => return NEVER,
+            State::Closing { .. } => return self.last_sent,
             State::Established => {}
         }
-        let mut t = self.last_received + self.config.idle_timeout;
-        let mut consider = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = t.min(x);
-            }
-        };
-        consider(Some(self.last_sent + self.config.keep_alive_interval));
-        consider(self.ack.deadline());
-        consider(self.loss_time);
-        consider(self.pto_deadline());
-        consider(self.keys.next_timeout());
-        if self.ping_pending {
-            consider(Some(self.last_sent));
+        let mut t = self
+            .last_received
+            .saturating_add(self.timing.idle_timeout)
+            .min(
+                self.last_sent
+                    .saturating_add(self.timing.keep_alive_interval),
+            )
+            .min(self.ack.deadline())
+            .min(self.loss_time)
+            .min(self.pto_deadline());
+        if let Some(at) = self.keys.next_timeout() {
+            t = t.min(self.clock.ticks_of(at));
         }
-        Some(t)
+        if self.ping_pending {
+            t = t.min(self.last_sent);
+        }
+        t
     }
 }
 
@@ -733,6 +834,13 @@ impl Connection {
     /// `buf` must hold at least `max_datagram_bytes` (1200 by default); with a
     /// smaller buffer nothing is written and `None` is returned.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let len = self.transmit(now, buf);
+        self.refresh_deadline();
+        len
+    }
+
+    /// [`Connection::poll_transmit`] but for the cached deadline.
+    fn transmit(&mut self, at: Instant, buf: &mut [u8]) -> Option<usize> {
         let max = self.config.max_datagram_bytes;
         if buf.len() < max {
             return None;
@@ -753,21 +861,16 @@ impl Connection {
             }
             State::Established => None,
         };
-        if close_code.is_none() {
-            if self.next_pn >= MAX_PACKET_NUMBER {
-                self.disconnect(
-                    DisconnectReason::PacketNumbersExhausted,
-                    Some(close_code::PACKET_NUMBERS_EXHAUSTED),
-                );
-                return self.poll_transmit(now, buf);
-            }
-            if self.keys.should_initiate(
-                now,
-                self.config.key_update_packets,
-                self.config.key_update_interval,
-            ) {
-                self.keys.initiate(now);
-            }
+        if close_code.is_none() && self.next_pn >= MAX_PACKET_NUMBER {
+            self.disconnect(
+                DisconnectReason::PacketNumbersExhausted,
+                Some(close_code::PACKET_NUMBERS_EXHAUSTED),
+            );
+            return self.transmit(at, buf);
+        }
+        let now = self.clock.ticks(at);
+        if close_code.is_none() && self.key_update_due(now) {
+            self.keys.initiate(at);
         }
 
         let window_bytes = self.config.reliable_window_bytes;
@@ -778,7 +881,11 @@ impl Connection {
                 .iter()
                 .any(|c| c.has_sendable(window_bytes));
         let ping_due = close_code.is_none()
-            && (self.ping_pending || now >= self.last_sent + self.config.keep_alive_interval);
+            && (self.ping_pending
+                || now
+                    >= self
+                        .last_sent
+                        .saturating_add(self.timing.keep_alive_interval));
         let ack_due = self.ack.is_due(now);
         if close_code.is_none() && !data_ready && !ping_due && !ack_due {
             return None;
@@ -790,7 +897,7 @@ impl Connection {
         let mut eliciting = false;
         let mut largest_ack_sent = None;
         if self.ack.has_news() {
-            let delay_us = self.ack.ack_delay(now).as_micros() as u64;
+            let delay_us = self.ack.ack_delay(now) / NANOS_PER_MICRO;
             if self
                 .ack
                 .ranges
@@ -883,7 +990,7 @@ impl Connection {
             .send_key()
             .seal_in_place(pn, head, &mut rest[..payload_len]);
         rest[payload_len..payload_len + TAG_BYTES].copy_from_slice(&tag);
-        self.keys.on_packet_sent(pn, now);
+        self.keys.on_packet_sent(pn, at);
         let tracked = eliciting && close_code.is_none();
         self.sent.push(
             pn,
@@ -910,6 +1017,31 @@ impl Connection {
             self.stats.ack_only_packets_sent += 1;
         }
         Some(len)
+    }
+
+    /// Whether an automatic key update is due (see
+    /// [`KeyPhases::should_initiate`]), in integer time: the end of the
+    /// generation's interval is computed once per generation.
+    fn key_update_due(&mut self, now: Nanos) -> bool {
+        if !self.keys.can_initiate() {
+            return false;
+        }
+        if self.keys.packets_sent_in_phase() >= self.config.key_update_packets {
+            return true;
+        }
+        let tag = self.keys.generation() + 1;
+        if self.key_interval_end.0 != tag {
+            // A confirmed phase has sent a packet, so it has a start.
+            let Some(start) = self.keys.phase_started_at() else {
+                return false;
+            };
+            let end = self
+                .clock
+                .ticks_of(start)
+                .saturating_add(self.timing.key_update_interval);
+            self.key_interval_end = (tag, end);
+        }
+        now >= self.key_interval_end.1
     }
 
     /// Ends the connection for `reason`; with a `code`, tells the peer.
