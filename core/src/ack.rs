@@ -257,6 +257,17 @@ impl AckRanges {
     pub fn remove_below(&mut self, pn: u64) {
         let len = self.len;
         let spans = self.spans.as_mut_slice();
+        if len <= 1 {
+            // The common case, an in-order link: one range or none.
+            if len == 1 {
+                if spans[0].high < pn {
+                    self.len = 0;
+                } else if spans[0].low < pn {
+                    spans[0].low = pn;
+                }
+            }
+            return;
+        }
         let gone = spans[..len].partition_point(|span| span.high < pn);
         spans.copy_within(gone..len, 0);
         self.len -= gone;

@@ -84,6 +84,14 @@ impl Timing {
     }
 }
 
+/// Running totals of the send channels' queues (their sums, kept up to date
+/// wherever a channel's queue changes, so `send` checks its limits in O(1)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Queued {
+    bytes: usize,
+    messages: usize,
+}
+
 /// What the handshake hands the protocol core: the connection IDs and the two
 /// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").
 #[derive(Clone, Debug)]
@@ -141,6 +149,8 @@ pub struct Connection {
     ack: AckState,
     sent: SentPackets,
     send_channels: Vec<SendChannel>,
+    /// What the send channels hold, all channels (checked on every `send`).
+    queued: Queued,
     /// Channel indices by descending priority.
     send_order: Vec<ChannelId>,
     round_robin: usize,
@@ -208,6 +218,7 @@ impl Connection {
             ack: AckState::new(),
             sent: SentPackets::new(),
             send_channels,
+            queued: Queued::default(),
             send_order,
             round_robin: 0,
             recv_channels,
@@ -283,18 +294,34 @@ impl Connection {
 
     /// Bytes queued for sending or waiting for acknowledgement, all channels.
     pub fn queued_bytes(&self) -> usize {
-        self.send_channels
-            .iter()
-            .map(SendChannel::queued_bytes)
-            .sum()
+        self.debug_check_queued();
+        self.queued.bytes
     }
 
     /// Messages queued for sending or waiting for acknowledgement, all channels.
     pub fn queued_messages(&self) -> usize {
-        self.send_channels
-            .iter()
-            .map(SendChannel::queued_messages)
-            .sum()
+        self.debug_check_queued();
+        self.queued.messages
+    }
+
+    /// Checks the running totals against the channels (debug builds).
+    fn debug_check_queued(&self) {
+        debug_assert_eq!(
+            self.queued,
+            Queued {
+                bytes: self
+                    .send_channels
+                    .iter()
+                    .map(SendChannel::queued_bytes)
+                    .sum(),
+                messages: self
+                    .send_channels
+                    .iter()
+                    .map(SendChannel::queued_messages)
+                    .sum(),
+            },
+            "running totals of the send queues"
+        );
     }
 
     /// When the connection times out if nothing authenticated arrives (`None`
@@ -351,6 +378,8 @@ impl Connection {
         }
         let fragment_bytes = self.config.fragment_bytes();
         self.send_channels[channel as usize].push(data, fragment_bytes, &mut self.send_pool);
+        self.queued.bytes += data.len();
+        self.queued.messages += 1;
         self.stats.messages_sent += 1;
         Ok(())
     }
@@ -578,33 +607,29 @@ impl Connection {
         }
         let mut largest_newly_acked: Option<(u64, Nanos)> = None;
         let first_kept = self.sent.first_pn();
-        for range in ack.ranges() {
-            let (lo, hi) = (*range.start(), *range.end());
-            if hi < first_kept {
-                break;
+        if ack.range_count() == 1 {
+            // The common case: one range, no pairs to decode.
+            let (lo, hi) = (ack.smallest(), ack.largest());
+            if hi >= first_kept {
+                self.on_range_acked(
+                    lo.max(first_kept),
+                    hi,
+                    ack.largest(),
+                    &mut largest_newly_acked,
+                );
             }
-            for pn in lo.max(first_kept)..=hi {
-                let packet = match self.sent.resolve(pn, PacketState::Resolved) {
-                    Ok(packet) => packet,
-                    Err(PacketState::Lost) => {
-                        // Declared lost, yet it arrived: the link reorders more than
-                        // we allowed for. Be more patient from now on.
-                        self.stats.spurious_losses += 1;
-                        let distance = ack.largest() - pn + 1;
-                        self.packet_threshold = self
-                            .packet_threshold
-                            .max(distance)
-                            .min(MAX_PACKET_THRESHOLD);
-                        self.time_threshold_eighths =
-                            (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
-                    largest_newly_acked = Some((pn, packet.time_sent));
+        } else {
+            for range in ack.ranges() {
+                let (lo, hi) = (*range.start(), *range.end());
+                if hi < first_kept {
+                    break;
                 }
-                self.on_packet_acked(pn, &packet);
+                self.on_range_acked(
+                    lo.max(first_kept),
+                    hi,
+                    ack.largest(),
+                    &mut largest_newly_acked,
+                );
             }
         }
         self.largest_acked = Some(
@@ -628,6 +653,41 @@ impl Connection {
         Ok(())
     }
 
+    /// Resolves the packets `lo..=hi` of an ACK frame whose largest is
+    /// `frame_largest`, noting the largest newly acknowledged one and when it
+    /// was sent.
+    fn on_range_acked(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        frame_largest: u64,
+        largest_newly_acked: &mut Option<(u64, Nanos)>,
+    ) {
+        for pn in lo..=hi {
+            let packet = match self.sent.resolve(pn, PacketState::Resolved) {
+                Ok(packet) => packet,
+                Err(PacketState::Lost) => {
+                    // Declared lost, yet it arrived: the link reorders more than
+                    // we allowed for. Be more patient from now on.
+                    self.stats.spurious_losses += 1;
+                    let distance = frame_largest - pn + 1;
+                    self.packet_threshold = self
+                        .packet_threshold
+                        .max(distance)
+                        .min(MAX_PACKET_THRESHOLD);
+                    self.time_threshold_eighths =
+                        (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
+                *largest_newly_acked = Some((pn, packet.time_sent));
+            }
+            self.on_packet_acked(pn, &packet);
+        }
+    }
+
     fn on_packet_acked(&mut self, pn: u64, packet: &SentPacket) {
         self.keys.on_packet_acked(pn);
         if let Some(largest) = packet.largest_ack_sent {
@@ -635,11 +695,11 @@ impl Connection {
             self.ack.ranges.remove_below(largest + 1);
         }
         for f in self.sent.frames_of(packet) {
-            self.send_channels[f.channel as usize].on_fragment_acked(
-                f.message_id,
-                f.index,
-                &mut self.send_pool,
-            );
+            let channel = &mut self.send_channels[f.channel as usize];
+            let bytes = channel.queued_bytes();
+            let completed = channel.on_fragment_acked(f.message_id, f.index, &mut self.send_pool);
+            self.queued.bytes -= bytes - channel.queued_bytes();
+            self.queued.messages -= completed;
         }
     }
 
@@ -849,6 +909,7 @@ impl Connection {
         for c in &mut self.send_channels {
             c.clear(&mut self.send_pool);
         }
+        self.queued = Queued::default();
         self.recv_channels.clear(&mut self.inbox.pool);
         self.sent.clear();
         self.ack = AckState::new();

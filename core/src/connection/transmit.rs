@@ -21,8 +21,12 @@ impl Connection {
     /// `buf` must hold at least `max_datagram_bytes` (1200 by default); with a
     /// smaller buffer nothing is written and `None` is returned.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let generation = self.keys.generation();
         let len = self.transmit(now, buf);
-        self.refresh_deadline();
+        // Nothing sent, no key update started: nothing moved the deadline.
+        if len.is_some() || self.keys.generation() != generation {
+            self.refresh_deadline();
+        }
         len
     }
 
@@ -137,7 +141,9 @@ impl Connection {
                         if !self.send_channels[ch].has_sendable(window_bytes) {
                             continue;
                         }
-                        if self.send_channels[ch].write_frames(
+                        let channel = &mut self.send_channels[ch];
+                        let held = (channel.queued_bytes(), channel.queued_messages());
+                        if channel.write_frames(
                             &mut w,
                             fragment_bytes,
                             window_bytes,
@@ -147,6 +153,9 @@ impl Connection {
                         {
                             eliciting = true;
                         }
+                        // Unreliable messages leave the queue once sent.
+                        self.queued.bytes -= held.0 - channel.queued_bytes();
+                        self.queued.messages -= held.1 - channel.queued_messages();
                     }
                     i = j;
                 }
