@@ -915,3 +915,6 @@ impl Connection {
         self.ack = AckState::new();
     }
 }
+
+#[cfg(test)]
+mod tests;
