@@ -163,6 +163,24 @@ impl AckRanges {
     /// returns one).
     pub fn insert(&mut self, pn: u64) -> InsertOutcome {
         assert!(pn <= MAX_VARINT, "packet number above 2^62 - 1");
+        // The common case, in O(1): the number right after the largest, which
+        // extends the highest range, or starts the only one when everything
+        // below was pruned.
+        if self.largest.is_some_and(|largest| pn == largest + 1) {
+            let len = self.len;
+            let spans = self.spans.as_mut_slice();
+            if len == 0 {
+                spans[0] = Span { low: pn, high: pn };
+                self.len = 1;
+                self.largest = Some(pn);
+                return InsertOutcome::InOrder;
+            }
+            if spans[len - 1].high + 1 == pn {
+                spans[len - 1].high = pn;
+                self.largest = Some(pn);
+                return InsertOutcome::InOrder;
+            }
+        }
         if self.contains(pn) {
             return InsertOutcome::Duplicate;
         }
@@ -239,6 +257,17 @@ impl AckRanges {
     pub fn remove_below(&mut self, pn: u64) {
         let len = self.len;
         let spans = self.spans.as_mut_slice();
+        if len <= 1 {
+            // The common case, an in-order link: one range or none.
+            if len == 1 {
+                if spans[0].high < pn {
+                    self.len = 0;
+                } else if spans[0].low < pn {
+                    spans[0].low = pn;
+                }
+            }
+            return;
+        }
         let gone = spans[..len].partition_point(|span| span.high < pn);
         spans.copy_within(gone..len, 0);
         self.len -= gone;
@@ -269,28 +298,44 @@ impl AckRanges {
 
     /// Writes an ACK frame (§3.1) for the newest `max_ranges` ranges (normally
     /// [`MAX_ACK_RANGES_SENT`]), reporting `ack_delay_us` (capped at
-    /// [`MAX_VARINT`]). Writes nothing when the set is empty or `max_ranges` is 0,
-    /// and nothing when the frame does not fit (then fails).
+    /// [`MAX_VARINT`]). Writes nothing when the set is empty or `max_ranges` is 0.
+    /// When the frame does not fit it fails and the writer's position is left
+    /// where it was (one pass: the frame is written as it goes and taken back
+    /// with [`Writer::truncate`], so the bytes past the position are
+    /// unspecified).
     pub fn encode_ack(
         &self,
         w: &mut Writer<'_>,
         ack_delay_us: u64,
         max_ranges: usize,
     ) -> Result<(), BufferTooSmall> {
-        if self.ack_frame_len(ack_delay_us, max_ranges) > w.remaining() {
-            return Err(BufferTooSmall);
-        }
         let mut spans = self.spans_desc(max_ranges);
         let Some(first) = spans.next() else {
             return Ok(());
         };
+        let start = w.position();
+        let written = Self::write_ack(w, first, ack_delay_us, spans);
+        if written.is_err() {
+            w.truncate(start);
+        }
+        written
+    }
+
+    /// The body of [`encode_ack`](Self::encode_ack): `first` and then `rest`,
+    /// stopping at the first write that does not fit.
+    fn write_ack(
+        w: &mut Writer<'_>,
+        first: Span,
+        ack_delay_us: u64,
+        rest: impl ExactSizeIterator<Item = Span>,
+    ) -> Result<(), BufferTooSmall> {
         w.put_u8(frame_type::ACK)?;
         w.put_varint(first.high)?;
         w.put_varint(ack_delay_us.min(MAX_VARINT))?;
-        w.put_varint(spans.len() as u64)?;
+        w.put_varint(rest.len() as u64)?;
         w.put_varint(first.high - first.low)?;
         let mut prev_low = first.low;
-        for span in spans {
+        for span in rest {
             // Spans are separated by at least one missing number: no underflow.
             w.put_varint(prev_low - span.high - 2)?;
             w.put_varint(span.high - span.low)?;
@@ -489,6 +534,17 @@ mod tests {
             Err(BufferTooSmall)
         );
         assert_eq!(w.position(), 0);
+
+        // After other frames: the failed ACK is taken back, they stay.
+        let mut buf = vec![0u8; len + 1];
+        let mut w = Writer::new(&mut buf);
+        w.put_u8(0x01).unwrap();
+        w.put_u8(0x01).unwrap();
+        assert_eq!(
+            set.encode_ack(&mut w, 25, MAX_ACK_RANGES_SENT),
+            Err(BufferTooSmall)
+        );
+        assert_eq!(w.written(), [0x01, 0x01]);
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl<'a> AckFrame<'a> {
     }
 
     /// Decodes the body of an ACK frame (after its type byte), checking every range.
+    #[inline]
     fn decode(r: &mut Reader<'a>) -> Result<Self, FrameError> {
         let largest = r.get_varint()?;
         let ack_delay_us = r.get_varint()?;
@@ -330,6 +331,7 @@ impl<'a> Frame<'a> {
 
 /// Size in bytes of the header of a DATA frame (`fragment` is `None`) or
 /// DATA_FRAGMENT frame carrying `len` payload bytes; the frame is this plus `len`.
+#[inline]
 pub fn data_header_len(message_id: u64, fragment: Option<Fragment>, len: usize) -> usize {
     let fragment_len = fragment.map_or(0, |f| {
         varint_len(u64::from(f.index)) + varint_len(u64::from(f.count))
@@ -345,6 +347,7 @@ pub fn data_header_len(message_id: u64, fragment: Option<Fragment>, len: usize) 
 /// # Panics
 ///
 /// If `message_id` exceeds [`MAX_VARINT`](crate::varint::MAX_VARINT).
+#[inline]
 pub fn encode_data_header(
     w: &mut Writer<'_>,
     channel: u8,
@@ -392,9 +395,15 @@ impl<'a> FrameReader<'a> {
             failed: false,
         }
     }
+}
 
-    fn decode_frame(&mut self) -> Result<Frame<'a>, FrameError> {
-        let r = &mut self.reader;
+impl<'a> Frame<'a> {
+    /// Decodes the next frame from `r`, which must not be empty: what
+    /// [`FrameReader`] yields, for callers that walk a payload with a
+    /// [`Reader`] of their own (inlined there, the frame is built in place
+    /// instead of being moved through the iterator's `Option<Result<..>>`).
+    #[inline(always)]
+    pub fn decode_next(r: &mut Reader<'a>) -> Result<Frame<'a>, FrameError> {
         let frame = match r.get_u8()? {
             frame_type::PADDING => Frame::Padding,
             frame_type::PING => Frame::Ping,
@@ -439,6 +448,7 @@ impl<'a> FrameReader<'a> {
 }
 
 /// Reads a varint that must fit in 32 bits.
+#[inline]
 fn get_u32_varint(r: &mut Reader<'_>) -> Result<u32, FrameError> {
     u32::try_from(r.get_varint()?).map_err(|_| FrameError::ValueTooLarge)
 }
@@ -446,11 +456,12 @@ fn get_u32_varint(r: &mut Reader<'_>) -> Result<u32, FrameError> {
 impl<'a> Iterator for FrameReader<'a> {
     type Item = Result<Frame<'a>, FrameError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.reader.is_empty() {
             return None;
         }
-        let result = self.decode_frame();
+        let result = Frame::decode_next(&mut self.reader);
         self.failed = result.is_err();
         Some(result)
     }

@@ -188,6 +188,13 @@ impl KeyPhases {
         self.packets_sent_in_phase
     }
 
+    /// When the current phase began: the update, or the first packet sent
+    /// for generation 0 (`None` before it). Fixed for a given generation once
+    /// set.
+    pub(crate) fn phase_started_at(&self) -> Option<Instant> {
+        self.phase_started_at
+    }
+
     /// Whether the previous generation's receive key is still held.
     pub fn previous_key_retained(&self) -> bool {
         self.recv_previous.is_some()
@@ -368,13 +375,15 @@ impl KeyPhases {
         now: Instant,
         pto: Duration,
     ) -> Option<u64> {
-        let discard_at = now
-            .checked_add(pto.saturating_mul(PREVIOUS_KEY_RETENTION_PTOS))
-            .unwrap_or(now);
+        // Computed only where needed: most packets take neither branch.
+        let discard_at = || {
+            now.checked_add(pto.saturating_mul(PREVIOUS_KEY_RETENTION_PTOS))
+                .unwrap_or(now)
+        };
         if selection.generation == self.generation + 1 {
             self.rotate(now);
             self.first_recv_pn_in_phase = Some(packet_number);
-            self.previous_discard_at = Some(discard_at);
+            self.previous_discard_at = Some(discard_at());
             // A local update not announced yet is superseded by the peer's.
             self.key_update_frame_pending = false;
             tracing::debug!(generation = self.generation, "key update by peer");
@@ -383,7 +392,7 @@ impl KeyPhases {
         if selection.generation == self.generation && self.first_recv_pn_in_phase.is_none() {
             self.first_recv_pn_in_phase = Some(packet_number);
             if self.recv_previous.is_some() && self.previous_discard_at.is_none() {
-                self.previous_discard_at = Some(discard_at);
+                self.previous_discard_at = Some(discard_at());
             }
         }
         None

@@ -24,6 +24,7 @@ impl BufferPool {
     }
 
     /// An empty buffer with at least `capacity` bytes of room.
+    #[inline]
     pub fn take(&mut self, capacity: usize) -> Vec<u8> {
         match self.free.pop() {
             Some(mut buf) => {
@@ -35,6 +36,7 @@ impl BufferPool {
     }
 
     /// Returns a buffer for reuse (dropped if the pool is full or it is large).
+    #[inline]
     pub fn give(&mut self, mut buf: Vec<u8>) {
         if buf.capacity() == 0 || buf.capacity() > MAX_POOLED_CAPACITY_BYTES {
             return;

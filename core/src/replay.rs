@@ -83,6 +83,16 @@ impl ReplayWindow {
     /// must not move the window). Inserting a number already recorded, or one too
     /// old for the window, changes nothing.
     pub fn insert(&mut self, pn: u64) {
+        // The common case, a packet right after the largest: its slot held
+        // the number one window below, now out of it.
+        if let Some(largest) = self.largest {
+            if pn == largest.wrapping_add(1) {
+                let (word, mask) = Self::slot(pn);
+                self.bits[word] |= mask;
+                self.largest = Some(pn);
+                return;
+            }
+        }
         match self.largest {
             None => {
                 self.bits = [0; WINDOW_WORDS];

@@ -10,7 +10,7 @@ const MIN_RTT_VAR_TERM_NS: u64 = 1_000_000;
 const MIN_LOSS_DELAY_NS: u64 = 1_000_000;
 
 /// `d` in nanoseconds, saturating (u64 nanoseconds span 584 years).
-fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     d.as_secs()
         .saturating_mul(1_000_000_000)
         .saturating_add(u64::from(d.subsec_nanos()))
@@ -45,7 +45,12 @@ impl RttEstimator {
     /// Adds a sample: `rtt` measured from send to acknowledgement, `ack_delay`
     /// as reported by the peer (already capped at its `max_ack_delay`).
     pub fn update(&mut self, rtt: Duration, ack_delay: Duration) {
-        let rtt = nanos(rtt);
+        self.update_nanos(nanos(rtt), nanos(ack_delay));
+    }
+
+    /// [`RttEstimator::update`] with both arguments in nanoseconds (the
+    /// connection keeps its time as integers).
+    pub(crate) fn update_nanos(&mut self, rtt: u64, ack_delay: u64) {
         self.latest = rtt;
         if !self.has_sample {
             self.has_sample = true;
@@ -56,7 +61,6 @@ impl RttEstimator {
         }
         self.min = self.min.min(rtt);
         // Remove the peer's delay unless that would go below the minimum seen.
-        let ack_delay = nanos(ack_delay);
         let adjusted = if rtt >= self.min.saturating_add(ack_delay) {
             rtt - ack_delay
         } else {
@@ -94,11 +98,14 @@ impl RttEstimator {
 
     /// The probe timeout before backoff: `srtt + max(4 rttvar, 1 ms) + max_ack_delay`.
     pub fn pto(&self, max_ack_delay: Duration) -> Duration {
-        Duration::from_nanos(
-            self.smoothed
-                .saturating_add(self.var.saturating_mul(4).max(MIN_RTT_VAR_TERM_NS))
-                .saturating_add(nanos(max_ack_delay)),
-        )
+        Duration::from_nanos(self.pto_nanos(nanos(max_ack_delay)))
+    }
+
+    /// [`RttEstimator::pto`] in nanoseconds, `max_ack_delay` too.
+    pub(crate) fn pto_nanos(&self, max_ack_delay: u64) -> u64 {
+        self.smoothed
+            .saturating_add(self.var.saturating_mul(4).max(MIN_RTT_VAR_TERM_NS))
+            .saturating_add(max_ack_delay)
     }
 
     /// How long after a later packet was acknowledged an earlier one counts as lost:

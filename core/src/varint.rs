@@ -62,11 +62,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Number of bytes written so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Number of bytes that can still be written.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -76,7 +78,20 @@ impl<'a> Writer<'a> {
         &self.buf[..self.pos]
     }
 
+    /// Takes back everything written after the first `position` bytes (a
+    /// writer that wrote part of something and found the rest did not fit).
+    /// The bytes stay in the buffer; they are only no longer counted.
+    ///
+    /// # Panics
+    ///
+    /// If `position` is beyond [`position`](Self::position).
+    pub fn truncate(&mut self, position: usize) {
+        assert!(position <= self.pos, "truncating forward");
+        self.pos = position;
+    }
+
     /// Reserves `n` bytes and returns them, or fails without moving.
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&mut [u8], BufferTooSmall> {
         if n > self.remaining() {
             return Err(BufferTooSmall);
@@ -87,17 +102,20 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes one byte.
+    #[inline]
     pub fn put_u8(&mut self, v: u8) -> Result<(), BufferTooSmall> {
         self.take(1)?[0] = v;
         Ok(())
     }
 
     /// Writes a big-endian `u32`.
+    #[inline]
     pub fn put_u32(&mut self, v: u32) -> Result<(), BufferTooSmall> {
         self.put_bytes(&v.to_be_bytes())
     }
 
     /// Writes a big-endian `u64`.
+    #[inline]
     pub fn put_u64(&mut self, v: u64) -> Result<(), BufferTooSmall> {
         self.put_bytes(&v.to_be_bytes())
     }
@@ -107,7 +125,17 @@ impl<'a> Writer<'a> {
     /// # Panics
     ///
     /// If `v > MAX_VARINT` (see [`varint_len`]).
+    #[inline]
     pub fn put_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
+        if v <= MAX_VARINT_1_BYTE {
+            // Most values on the per-packet path: counts, small lengths.
+            return self.put_u8(v as u8);
+        }
+        self.put_long_varint(v)
+    }
+
+    /// [`Writer::put_varint`] for values of two bytes or more.
+    fn put_long_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
         match varint_len(v) {
             // The casts keep exactly the value bits, which the length check bounds.
             1 => self.put_u8(v as u8),
@@ -118,6 +146,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes `bytes` as they are.
+    #[inline]
     pub fn put_bytes(&mut self, bytes: &[u8]) -> Result<(), BufferTooSmall> {
         self.take(bytes.len())?.copy_from_slice(bytes);
         Ok(())
@@ -139,48 +168,60 @@ impl<'a> Reader<'a> {
     }
 
     /// Number of bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Number of bytes not yet consumed.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
     /// Whether every byte has been consumed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
 
     /// The bytes not yet consumed, without consuming them.
+    #[inline]
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
     }
 
     /// Reads one byte.
+    #[inline]
     pub fn get_u8(&mut self) -> Result<u8, UnexpectedEnd> {
         let [b] = self.get_array::<1>()?;
         Ok(b)
     }
 
     /// Reads a big-endian `u32`.
+    #[inline]
     pub fn get_u32(&mut self) -> Result<u32, UnexpectedEnd> {
         self.get_array().map(u32::from_be_bytes)
     }
 
     /// Reads a big-endian `u64`.
+    #[inline]
     pub fn get_u64(&mut self) -> Result<u64, UnexpectedEnd> {
         self.get_array().map(u64::from_be_bytes)
     }
 
     /// Reads a varint; encodings longer than necessary are accepted. The result
     /// is at most [`MAX_VARINT`].
+    #[inline]
     pub fn get_varint(&mut self) -> Result<u64, UnexpectedEnd> {
-        let first = *self.rest().first().ok_or(UnexpectedEnd)?;
+        let rest = self.rest();
+        let first = *rest.first().ok_or(UnexpectedEnd)?;
         // The two high bits of the first byte give the length, the rest the value.
         let value = match first >> 6 {
-            0 => u64::from(self.get_u8()?),
+            0 => {
+                self.pos += 1;
+                return Ok(u64::from(first));
+            }
             1 => u64::from(u16::from_be_bytes(self.get_array()?) & 0x3fff),
             2 => u64::from(self.get_u32()? & 0x3fff_ffff),
             _ => self.get_u64()? & MAX_VARINT,
@@ -189,6 +230,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next `n` bytes, borrowed from the input.
+    #[inline]
     pub fn get_bytes(&mut self, n: usize) -> Result<&'a [u8], UnexpectedEnd> {
         if n > self.remaining() {
             return Err(UnexpectedEnd);
@@ -199,6 +241,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next `N` bytes as an array.
+    #[inline]
     fn get_array<const N: usize>(&mut self) -> Result<[u8; N], UnexpectedEnd> {
         let (array, _) = self.rest().split_first_chunk::<N>().ok_or(UnexpectedEnd)?;
         self.pos += N;

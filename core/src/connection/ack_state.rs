@@ -2,10 +2,8 @@
 //! and the rules that decide between riding on the next outgoing packet and
 //! sending an ACK-only packet.
 
-use std::time::{Duration, Instant};
-
+use super::clock::{Nanos, NEVER};
 use crate::ack::AckRanges;
-use crate::config::TransportConfig;
 
 /// Acknowledgement state of the receiving direction.
 #[derive(Debug)]
@@ -16,12 +14,13 @@ pub(super) struct AckState {
     pending: bool,
     /// Ack-eliciting packets received since the last ACK was sent.
     eliciting_unacked: u32,
-    /// When the oldest unacknowledged ack-eliciting packet must be acknowledged.
-    deadline: Option<Instant>,
+    /// When the oldest unacknowledged ack-eliciting packet must be
+    /// acknowledged ([`NEVER`] if none is waiting).
+    deadline: Nanos,
     /// An ACK should go out with the next packet, even alone.
     immediate: bool,
     /// When the largest packet number in `ranges` arrived (for the ack delay).
-    largest_received_at: Option<Instant>,
+    largest_received_at: Option<Nanos>,
 }
 
 impl AckState {
@@ -30,19 +29,21 @@ impl AckState {
             ranges: AckRanges::new(),
             pending: false,
             eliciting_unacked: 0,
-            deadline: None,
+            deadline: NEVER,
             immediate: false,
             largest_received_at: None,
         }
     }
 
-    /// Records an authenticated packet.
+    /// Records an authenticated packet; `max_ack_delay` and
+    /// `eliciting_threshold` are the configuration's.
     pub fn on_packet_received(
         &mut self,
-        now: Instant,
+        now: Nanos,
         pn: u64,
         ack_eliciting: bool,
-        config: &TransportConfig,
+        max_ack_delay: Nanos,
+        eliciting_threshold: u32,
     ) {
         let first_ever = self.largest_received_at.is_none();
         let outcome = self.ranges.insert(pn);
@@ -58,14 +59,11 @@ impl AckState {
         }
         self.eliciting_unacked += 1;
         // The first packet is answered at once: it completes the peer's connect.
-        if first_ever
-            || outcome.is_irregular()
-            || self.eliciting_unacked >= config.ack_eliciting_threshold
-        {
+        if first_ever || outcome.is_irregular() || self.eliciting_unacked >= eliciting_threshold {
             self.immediate = true;
         }
-        if self.deadline.is_none() {
-            self.deadline = Some(now + config.max_ack_delay);
+        if self.deadline == NEVER {
+            self.deadline = now.saturating_add(max_ack_delay);
         }
     }
 
@@ -75,32 +73,32 @@ impl AckState {
     }
 
     /// Whether an ACK must go out now, alone if nothing else does.
-    pub fn is_due(&self, now: Instant) -> bool {
-        self.has_news() && (self.immediate || self.deadline.is_some_and(|d| now >= d))
+    pub fn is_due(&self, now: Nanos) -> bool {
+        self.has_news() && (self.immediate || now >= self.deadline)
     }
 
-    /// When a delayed acknowledgement becomes due.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// When a delayed acknowledgement becomes due ([`NEVER`] if none is waiting).
+    pub fn deadline(&self) -> Nanos {
         if !self.has_news() {
-            return None;
+            return NEVER;
         }
         if self.immediate {
-            return self.largest_received_at.or(self.deadline);
+            return self.largest_received_at.unwrap_or(self.deadline);
         }
         self.deadline
     }
 
-    /// The delay to report for the largest acknowledged packet.
-    pub fn ack_delay(&self, now: Instant) -> Duration {
+    /// The delay to report for the largest acknowledged packet, in nanoseconds.
+    pub fn ack_delay(&self, now: Nanos) -> Nanos {
         self.largest_received_at
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .map_or(0, |t| now.saturating_sub(t))
     }
 
     /// An ACK frame went out.
     pub fn on_ack_sent(&mut self) {
         self.pending = false;
         self.eliciting_unacked = 0;
-        self.deadline = None;
+        self.deadline = NEVER;
         self.immediate = false;
     }
 }

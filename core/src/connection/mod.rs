@@ -10,7 +10,9 @@
 //!   events to the application, and [`Connection::send`] to queue messages.
 
 mod ack_state;
+mod clock;
 mod sent;
+mod transmit;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,20 +20,19 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{FrameLimits, Inbox, RecvChannels, SendChannel};
 use crate::config::{ChannelId, ConfigError, TransportConfig};
-use crate::crypto::{Secret, TAG_BYTES};
+use crate::crypto::Secret;
 use crate::error::{close_code, DisconnectReason, DropReason, SendError, Violation};
 use crate::frame::{Frame, FrameReader};
 use crate::keys::{KeyPhases, OpenError};
-use crate::packet::{
-    decode_packet_number, truncate_packet_number, ConnectionId, Header, HeaderError, HEADER_BYTES,
-};
+use crate::packet::{decode_packet_number, ConnectionId, Header, HeaderError, HEADER_BYTES};
 use crate::pool::BufferPool;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::rtt::RttEstimator;
 use crate::stats::ConnectionStats;
-use crate::varint::Writer;
+use crate::varint::Reader;
 
 use ack_state::AckState;
+use clock::{span, Clock, Nanos, NEVER};
 use sent::{PacketState, SentPacket, SentPackets};
 
 /// Packets at least this many numbers older than an acknowledged one are lost
@@ -50,6 +51,8 @@ const MAX_PTO_BACKOFF_EXPONENT: u32 = 6;
 const CLOSE_PACKETS: u8 = 3;
 /// Failed authentications tolerated on one connection (PROTOCOL.md §2.2).
 const MAX_AUTHENTICATION_FAILURES: u64 = 1 << 36;
+/// Nanoseconds in a microsecond (ACK delays travel in microseconds).
+const NANOS_PER_MICRO: u64 = 1_000;
 /// Largest packet number ever sent: the 62-bit space of PROTOCOL.md §1.3.
 const MAX_PACKET_NUMBER: u64 = (1 << 62) - 1;
 /// Message buffers kept for reuse on each side of a connection (at most
@@ -60,6 +63,34 @@ const POOLED_BUFFERS: usize = 32;
 /// after which a connection frees its pooled buffers and spare queue capacity
 /// (see [`Connection::release_if_idle`]).
 const IDLE_RELEASE_KEEP_ALIVES: u32 = 4;
+
+/// The configuration's durations in nanoseconds (see [`clock`]), converted once.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    idle_timeout: Nanos,
+    keep_alive_interval: Nanos,
+    max_ack_delay: Nanos,
+    key_update_interval: Nanos,
+}
+
+impl Timing {
+    fn new(config: &TransportConfig) -> Self {
+        Self {
+            idle_timeout: span(config.idle_timeout),
+            keep_alive_interval: span(config.keep_alive_interval),
+            max_ack_delay: span(config.max_ack_delay),
+            key_update_interval: span(config.key_update_interval),
+        }
+    }
+}
+
+/// Running totals of the send channels' queues (their sums, kept up to date
+/// wherever a channel's queue changes, so `send` checks its limits in O(1)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Queued {
+    bytes: usize,
+    messages: usize,
+}
 
 /// What the handshake hands the protocol core: the connection IDs and the two
 /// directional secrets (from the TLS exporter, PROTOCOL.md "Session establishment").
@@ -107,6 +138,8 @@ enum State {
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<TransportConfig>,
+    timing: Timing,
+    clock: Clock,
     local_cid: ConnectionId,
     peer_cid: ConnectionId,
     state: State,
@@ -116,6 +149,8 @@ pub struct Connection {
     ack: AckState,
     sent: SentPackets,
     send_channels: Vec<SendChannel>,
+    /// What the send channels hold, all channels (checked on every `send`).
+    queued: Queued,
     /// Channel indices by descending priority.
     send_order: Vec<ChannelId>,
     round_robin: usize,
@@ -125,17 +160,28 @@ pub struct Connection {
     events: VecDeque<Event>,
     next_pn: u64,
     largest_acked: Option<u64>,
-    loss_time: Option<Instant>,
+    /// When the earliest packet in flight below `largest_acked` counts as
+    /// lost ([`NEVER`] if none is).
+    loss_time: Nanos,
     pto_backoff: u32,
     packet_threshold: u64,
     time_threshold_eighths: u32,
     ping_pending: bool,
-    last_sent: Instant,
-    last_received: Instant,
+    last_sent: Nanos,
+    last_received: Nanos,
     authentication_failures: u64,
     /// Messages sent plus delivered when last seen to change, and when.
     messages_seen: u64,
-    messages_seen_at: Instant,
+    messages_seen_at: Nanos,
+    /// What [`Connection::poll_timeout`] returns, kept up to date by every
+    /// call that can move it (`deadline` is [`NEVER`] when `deadline_at` is
+    /// `None`).
+    deadline: Nanos,
+    deadline_at: Option<Instant>,
+    /// When the key-update interval of a generation runs out, as
+    /// `(generation plus one, time)`; `(0, _)` until computed (a generation's
+    /// start never changes once set).
+    key_interval_end: (u64, Nanos),
     stats: ConnectionStats,
 }
 
@@ -159,7 +205,10 @@ impl Connection {
             config.channels().iter().map(|c| c.kind),
             config.max_unreliable_reassemblies,
         );
-        Ok(Self {
+        let clock = Clock::new(now);
+        let mut conn = Self {
+            timing: Timing::new(&config),
+            clock,
             local_cid: keys.local_cid,
             peer_cid: keys.peer_cid,
             state: State::Established,
@@ -169,6 +218,7 @@ impl Connection {
             ack: AckState::new(),
             sent: SentPackets::new(),
             send_channels,
+            queued: Queued::default(),
             send_order,
             round_robin: 0,
             recv_channels,
@@ -177,19 +227,24 @@ impl Connection {
             events: VecDeque::new(),
             next_pn: 0,
             largest_acked: None,
-            loss_time: None,
+            loss_time: NEVER,
             pto_backoff: 0,
             packet_threshold: INITIAL_PACKET_THRESHOLD,
             time_threshold_eighths: 9,
             ping_pending: false,
-            last_sent: now,
-            last_received: now,
+            last_sent: 0,
+            last_received: 0,
             authentication_failures: 0,
             messages_seen: 0,
-            messages_seen_at: now,
+            messages_seen_at: 0,
+            deadline: NEVER,
+            deadline_at: None,
+            key_interval_end: (0, NEVER),
             stats: ConnectionStats::default(),
             config,
-        })
+        };
+        conn.refresh_deadline();
+        Ok(conn)
     }
 
     /// The ID the peer addresses us by.
@@ -239,25 +294,43 @@ impl Connection {
 
     /// Bytes queued for sending or waiting for acknowledgement, all channels.
     pub fn queued_bytes(&self) -> usize {
-        self.send_channels
-            .iter()
-            .map(SendChannel::queued_bytes)
-            .sum()
+        self.debug_check_queued();
+        self.queued.bytes
     }
 
     /// Messages queued for sending or waiting for acknowledgement, all channels.
     pub fn queued_messages(&self) -> usize {
-        self.send_channels
-            .iter()
-            .map(SendChannel::queued_messages)
-            .sum()
+        self.debug_check_queued();
+        self.queued.messages
+    }
+
+    /// Checks the running totals against the channels (debug builds).
+    fn debug_check_queued(&self) {
+        debug_assert_eq!(
+            self.queued,
+            Queued {
+                bytes: self
+                    .send_channels
+                    .iter()
+                    .map(SendChannel::queued_bytes)
+                    .sum(),
+                messages: self
+                    .send_channels
+                    .iter()
+                    .map(SendChannel::queued_messages)
+                    .sum(),
+            },
+            "running totals of the send queues"
+        );
     }
 
     /// When the connection times out if nothing authenticated arrives (`None`
     /// once closed).
     pub fn idle_deadline(&self) -> Option<Instant> {
-        self.is_established()
-            .then_some(self.last_received + self.config.idle_timeout)
+        self.is_established().then(|| {
+            self.clock
+                .instant(self.last_received.saturating_add(self.timing.idle_timeout))
+        })
     }
 
     /// Largest packet number authenticated so far. A driver that sees it grow
@@ -305,6 +378,8 @@ impl Connection {
         }
         let fragment_bytes = self.config.fragment_bytes();
         self.send_channels[channel as usize].push(data, fragment_bytes, &mut self.send_pool);
+        self.queued.bytes += data.len();
+        self.queued.messages += 1;
         self.stats.messages_sent += 1;
         Ok(())
     }
@@ -339,13 +414,16 @@ impl Connection {
     pub fn ping(&mut self) {
         if self.state == State::Established {
             self.ping_pending = true;
+            self.refresh_deadline();
         }
     }
 
     /// Starts a key update now, if one may start (the current keys have been
     /// confirmed by the peer). Returns whether it started.
     pub fn update_keys(&mut self, now: Instant) -> bool {
-        self.state == State::Established && self.keys.initiate(now)
+        let started = self.state == State::Established && self.keys.initiate(now);
+        self.refresh_deadline();
+        started
     }
 
     /// Closes the connection: the peer is told `code` (PROTOCOL.md §3.4) by the
@@ -359,6 +437,7 @@ impl Connection {
             packets_left: CLOSE_PACKETS,
         };
         self.release_buffers();
+        self.refresh_deadline();
     }
 
     // ----- network side -----------------------------------------------------
@@ -370,6 +449,7 @@ impl Connection {
     /// in an authenticated packet is disconnected (see [`Event::Disconnected`]).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
         let result = self.process_datagram(now, datagram);
+        self.refresh_deadline();
         if let Err(reason) = result {
             let d = &mut self.stats.dropped;
             *match reason {
@@ -387,7 +467,7 @@ impl Connection {
         result
     }
 
-    fn process_datagram(&mut self, now: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
+    fn process_datagram(&mut self, at: Instant, datagram: &mut [u8]) -> Result<(), DropReason> {
         if self.state != State::Established {
             return Err(DropReason::Closed);
         }
@@ -430,14 +510,15 @@ impl Connection {
             return Err(DropReason::ReceiveQueueFull);
         }
         self.replay.insert(pn);
-        let pto = self.rtt.pto(self.config.max_ack_delay);
+        let pto = Duration::from_nanos(self.rtt.pto_nanos(self.timing.max_ack_delay));
         if self
             .keys
-            .on_packet_authenticated(selection, pn, now, pto)
+            .on_packet_authenticated(selection, pn, at, pto)
             .is_some()
         {
             self.stats.key_updates += 1;
         }
+        let now = self.clock.ticks(at);
         self.last_received = now;
         self.stats.packets_received += 1;
         self.stats.bytes_received += datagram.len() as u64;
@@ -445,8 +526,13 @@ impl Connection {
         let payload = &datagram[HEADER_BYTES..HEADER_BYTES + len];
         match self.process_frames(now, payload, selection.generation()) {
             Ok(eliciting) => {
-                self.ack
-                    .on_packet_received(now, pn, eliciting, &self.config);
+                self.ack.on_packet_received(
+                    now,
+                    pn,
+                    eliciting,
+                    self.timing.max_ack_delay,
+                    self.config.ack_eliciting_threshold,
+                );
                 Ok(())
             }
             Err(violation) => {
@@ -463,14 +549,15 @@ impl Connection {
     /// ack-eliciting.
     fn process_frames(
         &mut self,
-        now: Instant,
+        now: Nanos,
         payload: &[u8],
         key_generation: u64,
     ) -> Result<bool, Violation> {
         let mut eliciting = false;
         let mut any = false;
-        for frame in FrameReader::new(payload) {
-            let frame = frame.map_err(Violation::MalformedFrame)?;
+        let mut reader = Reader::new(payload);
+        while !reader.is_empty() {
+            let frame = Frame::decode_next(&mut reader).map_err(Violation::MalformedFrame)?;
             any = true;
             eliciting |= frame.is_ack_eliciting();
             match frame {
@@ -514,39 +601,35 @@ impl Connection {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
+    fn on_ack(&mut self, now: Nanos, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
         if ack.largest() >= self.next_pn {
             return Err(Violation::AckOfUnsentPacket);
         }
-        let mut largest_newly_acked: Option<(u64, Instant)> = None;
+        let mut largest_newly_acked: Option<(u64, Nanos)> = None;
         let first_kept = self.sent.first_pn();
-        for range in ack.ranges() {
-            let (lo, hi) = (*range.start(), *range.end());
-            if hi < first_kept {
-                break;
+        if ack.range_count() == 1 {
+            // The common case: one range, no pairs to decode.
+            let (lo, hi) = (ack.smallest(), ack.largest());
+            if hi >= first_kept {
+                self.on_range_acked(
+                    lo.max(first_kept),
+                    hi,
+                    ack.largest(),
+                    &mut largest_newly_acked,
+                );
             }
-            for pn in lo.max(first_kept)..=hi {
-                let packet = match self.sent.resolve(pn, PacketState::Resolved) {
-                    Ok(packet) => packet,
-                    Err(PacketState::Lost) => {
-                        // Declared lost, yet it arrived: the link reorders more than
-                        // we allowed for. Be more patient from now on.
-                        self.stats.spurious_losses += 1;
-                        let distance = ack.largest() - pn + 1;
-                        self.packet_threshold = self
-                            .packet_threshold
-                            .max(distance)
-                            .min(MAX_PACKET_THRESHOLD);
-                        self.time_threshold_eighths =
-                            (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
-                    largest_newly_acked = Some((pn, packet.time_sent));
+        } else {
+            for range in ack.ranges() {
+                let (lo, hi) = (*range.start(), *range.end());
+                if hi < first_kept {
+                    break;
                 }
-                self.on_packet_acked(pn, &packet);
+                self.on_range_acked(
+                    lo.max(first_kept),
+                    hi,
+                    ack.largest(),
+                    &mut largest_newly_acked,
+                );
             }
         }
         self.largest_acked = Some(
@@ -555,16 +638,54 @@ impl Connection {
         );
         if let Some((pn, time_sent)) = largest_newly_acked {
             if pn == ack.largest() {
-                let delay =
-                    Duration::from_micros(ack.ack_delay_us()).min(self.config.max_ack_delay);
-                self.rtt
-                    .update(now.saturating_duration_since(time_sent), delay);
+                let delay = ack
+                    .ack_delay_us()
+                    .saturating_mul(NANOS_PER_MICRO)
+                    .min(self.timing.max_ack_delay);
+                self.rtt.update_nanos(now.saturating_sub(time_sent), delay);
             }
             self.pto_backoff = 0;
         }
-        self.detect_lost(now);
         self.sent.pop_resolved();
+        if self.detect_lost(now) {
+            self.sent.pop_resolved();
+        }
         Ok(())
+    }
+
+    /// Resolves the packets `lo..=hi` of an ACK frame whose largest is
+    /// `frame_largest`, noting the largest newly acknowledged one and when it
+    /// was sent.
+    fn on_range_acked(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        frame_largest: u64,
+        largest_newly_acked: &mut Option<(u64, Nanos)>,
+    ) {
+        for pn in lo..=hi {
+            let packet = match self.sent.resolve(pn, PacketState::Resolved) {
+                Ok(packet) => packet,
+                Err(PacketState::Lost) => {
+                    // Declared lost, yet it arrived: the link reorders more than
+                    // we allowed for. Be more patient from now on.
+                    self.stats.spurious_losses += 1;
+                    let distance = frame_largest - pn + 1;
+                    self.packet_threshold = self
+                        .packet_threshold
+                        .max(distance)
+                        .min(MAX_PACKET_THRESHOLD);
+                    self.time_threshold_eighths =
+                        (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
+                *largest_newly_acked = Some((pn, packet.time_sent));
+            }
+            self.on_packet_acked(pn, &packet);
+        }
     }
 
     fn on_packet_acked(&mut self, pn: u64, packet: &SentPacket) {
@@ -574,43 +695,50 @@ impl Connection {
             self.ack.ranges.remove_below(largest + 1);
         }
         for f in self.sent.frames_of(packet) {
-            self.send_channels[f.channel as usize].on_fragment_acked(
-                f.message_id,
-                f.index,
-                &mut self.send_pool,
-            );
+            let channel = &mut self.send_channels[f.channel as usize];
+            let bytes = channel.queued_bytes();
+            let completed = channel.on_fragment_acked(f.message_id, f.index, &mut self.send_pool);
+            self.queued.bytes -= bytes - channel.queued_bytes();
+            self.queued.messages -= completed;
         }
     }
 
     /// Declares lost the packets that the acknowledgements show are missing
     /// (PROTOCOL.md §6.3) and arms the timer for those not yet overdue.
-    fn detect_lost(&mut self, now: Instant) {
-        self.loss_time = None;
+    /// Returns whether any was declared lost.
+    fn detect_lost(&mut self, now: Nanos) -> bool {
+        self.loss_time = NEVER;
         let Some(largest) = self.largest_acked else {
-            return;
+            return false;
         };
-        let loss_delay = Duration::from_nanos(
-            self.rtt
-                .loss_delay_nanos()
-                .saturating_mul(u64::from(self.time_threshold_eighths))
-                / 9,
-        );
+        // The common case, in O(1): no record is kept below the largest
+        // acknowledged packet (resolved records are popped from the front).
+        let first = self.sent.first_pn();
+        if first >= largest {
+            return false;
+        }
+        let loss_delay = self
+            .rtt
+            .loss_delay_nanos()
+            .saturating_mul(u64::from(self.time_threshold_eighths))
+            / 9;
         let threshold = self.packet_threshold;
-        loop {
-            let overdue = self
-                .sent
-                .in_flight_below(largest)
-                .find(|&(pn, sent)| largest - pn >= threshold || sent + loss_delay <= now);
-            match overdue {
-                Some((pn, _)) => self.declare_lost(pn),
-                None => break,
+        let mut any_lost = false;
+        // Records run contiguously from `first` to past `largest` (it was
+        // sent): one pass over those below it.
+        for pn in first..largest {
+            let Some(sent) = self.sent.in_flight_sent_at(pn) else {
+                continue;
+            };
+            let lost_at = sent.saturating_add(loss_delay);
+            if largest - pn >= threshold || lost_at <= now {
+                self.declare_lost(pn);
+                any_lost = true;
+            } else {
+                self.loss_time = self.loss_time.min(lost_at);
             }
         }
-        self.loss_time = self
-            .sent
-            .in_flight_below(largest)
-            .map(|(_, sent)| sent + loss_delay)
-            .min();
+        any_lost
     }
 
     fn declare_lost(&mut self, pn: u64) {
@@ -623,34 +751,41 @@ impl Connection {
         }
     }
 
-    /// When the probe timer fires, if armed.
-    fn pto_deadline(&self) -> Option<Instant> {
-        let last = self.sent.last_eliciting_sent()?;
-        let pto = self.rtt.pto(self.config.max_ack_delay) * (1 << self.pto_backoff);
-        Some(last + pto)
+    /// When the probe timer fires ([`NEVER`] if not armed).
+    fn pto_deadline(&self) -> Nanos {
+        let Some(last) = self.sent.last_eliciting_sent() else {
+            return NEVER;
+        };
+        let pto = self.rtt.pto_nanos(self.timing.max_ack_delay);
+        last.saturating_add(pto.saturating_mul(1 << self.pto_backoff))
     }
 
     /// Processes timers whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, at: Instant) {
+        self.on_timeout(at);
+        self.refresh_deadline();
+    }
+
+    fn on_timeout(&mut self, at: Instant) {
         if self.state != State::Established {
             return;
         }
-        if now >= self.last_received + self.config.idle_timeout {
+        let now = self.clock.ticks(at);
+        if now >= self.last_received.saturating_add(self.timing.idle_timeout) {
             self.disconnect(DisconnectReason::Timeout, None);
             return;
         }
-        if self.loss_time.is_some_and(|t| now >= t) {
+        if now >= self.loss_time {
             self.detect_lost(now);
             self.sent.pop_resolved();
         }
-        if self.pto_deadline().is_some_and(|t| now >= t) {
+        if now >= self.pto_deadline() {
             // Nothing was acknowledged for a whole PTO: everything in flight is lost.
             let had_reliable = self.send_channels.iter().any(SendChannel::has_unacked);
-            loop {
-                let Some((pn, _)) = self.sent.in_flight_below(u64::MAX).next() else {
-                    break;
-                };
-                self.declare_lost(pn);
+            for pn in self.sent.first_pn()..self.sent.end_pn() {
+                if self.sent.in_flight_sent_at(pn).is_some() {
+                    self.declare_lost(pn);
+                }
             }
             self.sent.pop_resolved();
             self.pto_backoff = (self.pto_backoff + 1).min(MAX_PTO_BACKOFF_EXPONENT);
@@ -658,11 +793,15 @@ impl Connection {
                 self.ping_pending = true;
             }
         }
-        if now >= self.last_sent + self.config.keep_alive_interval {
+        if now
+            >= self
+                .last_sent
+                .saturating_add(self.timing.keep_alive_interval)
+        {
             self.ping_pending = true;
             self.release_if_idle(now);
         }
-        self.keys.on_timeout(now);
+        self.keys.on_timeout(at);
     }
 
     /// At a keep-alive: once no message was sent or delivered for
@@ -672,7 +811,7 @@ impl Connection {
     /// its first messages allocate again; a busy connection never gets here
     /// (it sends before its keep-alive is due), so its steady state still
     /// allocates nothing.
-    fn release_if_idle(&mut self, now: Instant) {
+    fn release_if_idle(&mut self, now: Nanos) {
         let messages = self.stats.messages_sent + self.inbox.delivered;
         if messages != self.messages_seen {
             self.messages_seen = messages;
@@ -680,10 +819,10 @@ impl Connection {
             return;
         }
         let quiet = self
-            .config
+            .timing
             .keep_alive_interval
-            .saturating_mul(IDLE_RELEASE_KEEP_ALIVES);
-        if now.saturating_duration_since(self.messages_seen_at) < quiet {
+            .saturating_mul(IDLE_RELEASE_KEEP_ALIVES.into());
+        if now.saturating_sub(self.messages_seen_at) < quiet {
             return;
         }
         self.send_pool.release();
@@ -703,215 +842,52 @@ impl Connection {
     /// [`Connection::poll_transmit`], for a delayed acknowledgement) has work.
     /// `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.deadline,
+            self.compute_deadline(),
+            "the cached deadline is stale"
+        );
+        self.deadline_at
+    }
+
+    /// Brings the cached [`Connection::poll_timeout`] up to date; called by
+    /// every public method that can move it.
+    fn refresh_deadline(&mut self) {
+        let deadline = self.compute_deadline();
+        if deadline != self.deadline {
+            self.deadline = deadline;
+            self.deadline_at = (deadline != NEVER).then(|| self.clock.instant(deadline));
+        }
+    }
+
+    /// The next deadline, from scratch ([`NEVER`] once closed).
+    fn compute_deadline(&self) -> Nanos {
         match self.state {
-            State::Closed => return None,
-            State::Closing { .. } => return Some(self.last_sent),
+            State::Closed => return NEVER,
+            State::Closing { .. } => return self.last_sent,
             State::Established => {}
         }
-        let mut t = self.last_received + self.config.idle_timeout;
-        let mut consider = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = t.min(x);
-            }
-        };
-        consider(Some(self.last_sent + self.config.keep_alive_interval));
-        consider(self.ack.deadline());
-        consider(self.loss_time);
-        consider(self.pto_deadline());
-        consider(self.keys.next_timeout());
-        if self.ping_pending {
-            consider(Some(self.last_sent));
+        let mut t = self
+            .last_received
+            .saturating_add(self.timing.idle_timeout)
+            .min(
+                self.last_sent
+                    .saturating_add(self.timing.keep_alive_interval),
+            )
+            .min(self.ack.deadline())
+            .min(self.loss_time)
+            .min(self.pto_deadline());
+        if let Some(at) = self.keys.next_timeout() {
+            t = t.min(self.clock.ticks_of(at));
         }
-        Some(t)
+        if self.ping_pending {
+            t = t.min(self.last_sent);
+        }
+        t
     }
 }
 
 impl Connection {
-    /// Writes the next datagram to send into `buf` and returns its length, or
-    /// `None` when nothing needs sending now. Call until it returns `None`.
-    ///
-    /// `buf` must hold at least `max_datagram_bytes` (1200 by default); with a
-    /// smaller buffer nothing is written and `None` is returned.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let max = self.config.max_datagram_bytes;
-        if buf.len() < max {
-            return None;
-        }
-        let buf = &mut buf[..max];
-        let close_code = match self.state {
-            State::Closed => return None,
-            State::Closing { code, packets_left } => {
-                if packets_left <= 1 {
-                    self.state = State::Closed;
-                } else {
-                    self.state = State::Closing {
-                        code,
-                        packets_left: packets_left - 1,
-                    };
-                }
-                Some(code)
-            }
-            State::Established => None,
-        };
-        if close_code.is_none() {
-            if self.next_pn >= MAX_PACKET_NUMBER {
-                self.disconnect(
-                    DisconnectReason::PacketNumbersExhausted,
-                    Some(close_code::PACKET_NUMBERS_EXHAUSTED),
-                );
-                return self.poll_transmit(now, buf);
-            }
-            if self.keys.should_initiate(
-                now,
-                self.config.key_update_packets,
-                self.config.key_update_interval,
-            ) {
-                self.keys.initiate(now);
-            }
-        }
-
-        let window_bytes = self.config.reliable_window_bytes;
-        let data_ready = close_code.is_none()
-            && self.sent.in_flight() < self.config.max_in_flight_packets
-            && self
-                .send_channels
-                .iter()
-                .any(|c| c.has_sendable(window_bytes));
-        let ping_due = close_code.is_none()
-            && (self.ping_pending || now >= self.last_sent + self.config.keep_alive_interval);
-        let ack_due = self.ack.is_due(now);
-        if close_code.is_none() && !data_ready && !ping_due && !ack_due {
-            return None;
-        }
-
-        let (head, rest) = buf.split_at_mut(HEADER_BYTES);
-        let payload_capacity = rest.len() - TAG_BYTES;
-        let mut w = Writer::new(&mut rest[..payload_capacity]);
-        let mut eliciting = false;
-        let mut largest_ack_sent = None;
-        if self.ack.has_news() {
-            let delay_us = self.ack.ack_delay(now).as_micros() as u64;
-            if self
-                .ack
-                .ranges
-                .encode_ack(&mut w, delay_us, crate::ack::MAX_ACK_RANGES_SENT)
-                .is_ok()
-            {
-                largest_ack_sent = self.ack.ranges.largest();
-                self.ack.on_ack_sent();
-            }
-        }
-        let frames_start = self.sent.frames_end();
-        if let Some(code) = close_code {
-            Frame::Disconnect { code }
-                .encode(&mut w)
-                .expect("an empty packet holds a DISCONNECT");
-        } else {
-            if let Some(generation) = self.keys.take_pending_key_update_frame() {
-                if (Frame::KeyUpdate { generation }).encode(&mut w).is_ok() {
-                    eliciting = true;
-                }
-            }
-            if data_ready {
-                let fragment_bytes = self.config.fragment_bytes();
-                let sent = &mut self.sent;
-                let stats = &mut self.stats;
-                let mut record = |f, retransmission| {
-                    sent.push_frame(f);
-                    if retransmission {
-                        stats.frames_retransmitted += 1;
-                    }
-                };
-                let n = self.send_order.len();
-                self.round_robin = self.round_robin.wrapping_add(1);
-                let mut i = 0;
-                while i < n {
-                    // A run of channels of equal priority, visited from a rotating start.
-                    let priority = self.send_channels[self.send_order[i] as usize].priority();
-                    let mut j = i;
-                    while j < n
-                        && self.send_channels[self.send_order[j] as usize].priority() == priority
-                    {
-                        j += 1;
-                    }
-                    let run = j - i;
-                    // One division per run, not per channel.
-                    let mut at = self.round_robin % run;
-                    for _ in 0..run {
-                        let ch = self.send_order[i + at] as usize;
-                        at = if at + 1 == run { 0 } else { at + 1 };
-                        if !self.send_channels[ch].has_sendable(window_bytes) {
-                            continue;
-                        }
-                        if self.send_channels[ch].write_frames(
-                            &mut w,
-                            fragment_bytes,
-                            window_bytes,
-                            &mut self.send_pool,
-                            &mut record,
-                        ) > 0
-                        {
-                            eliciting = true;
-                        }
-                    }
-                    i = j;
-                }
-            }
-            if ping_due && !eliciting && Frame::Ping.encode(&mut w).is_ok() {
-                eliciting = true;
-            }
-            if eliciting {
-                self.ping_pending = false;
-            }
-        }
-        let payload_len = w.position();
-        if payload_len == 0 {
-            return None;
-        }
-
-        let pn = self.next_pn;
-        self.next_pn += 1;
-        let header = Header {
-            key_phase: self.keys.send_phase(),
-            destination: self.peer_cid,
-            packet_number_low: truncate_packet_number(pn),
-        };
-        let head: &mut [u8; HEADER_BYTES] = head.try_into().expect("split at HEADER_BYTES");
-        header.encode(head);
-        let tag = self
-            .keys
-            .send_key()
-            .seal_in_place(pn, head, &mut rest[..payload_len]);
-        rest[payload_len..payload_len + TAG_BYTES].copy_from_slice(&tag);
-        self.keys.on_packet_sent(pn, now);
-        let tracked = eliciting && close_code.is_none();
-        self.sent.push(
-            pn,
-            SentPacket {
-                time_sent: now,
-                state: if tracked {
-                    PacketState::InFlight
-                } else {
-                    PacketState::Resolved
-                },
-                frames_start,
-                frames_end: self.sent.frames_end(),
-                largest_ack_sent,
-            },
-        );
-        if !tracked {
-            self.sent.pop_resolved();
-        }
-        let len = HEADER_BYTES + payload_len + TAG_BYTES;
-        self.last_sent = now;
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += len as u64;
-        if !eliciting && close_code.is_none() {
-            self.stats.ack_only_packets_sent += 1;
-        }
-        Some(len)
-    }
-
     /// Ends the connection for `reason`; with a `code`, tells the peer.
     fn disconnect(&mut self, reason: DisconnectReason, code: Option<u32>) {
         if self.state != State::Established {
@@ -933,8 +909,12 @@ impl Connection {
         for c in &mut self.send_channels {
             c.clear(&mut self.send_pool);
         }
+        self.queued = Queued::default();
         self.recv_channels.clear(&mut self.inbox.pool);
         self.sent.clear();
         self.ack = AckState::new();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,8 +4,8 @@
 //! both keep their capacity, so recording a packet does not allocate.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
+use super::clock::Nanos;
 use crate::channel::FragmentRef;
 
 /// Records kept allocated by [`SentPackets::release_idle`]: an idle
@@ -28,7 +28,7 @@ pub(crate) enum PacketState {
 /// One sent packet.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SentPacket {
-    pub time_sent: Instant,
+    pub time_sent: Nanos,
     pub state: PacketState,
     /// Absolute indices of this packet's fragments in the fragment ring.
     pub frames_start: u64,
@@ -47,7 +47,7 @@ pub(crate) struct SentPackets {
     /// Absolute index of `frames[0]`.
     frames_base: u64,
     in_flight: usize,
-    last_eliciting_sent: Option<Instant>,
+    last_eliciting_sent: Option<Nanos>,
 }
 
 impl SentPackets {
@@ -68,7 +68,7 @@ impl SentPackets {
     }
 
     /// When the newest ack-eliciting packet still in flight was sent.
-    pub fn last_eliciting_sent(&self) -> Option<Instant> {
+    pub fn last_eliciting_sent(&self) -> Option<Nanos> {
         (self.in_flight > 0)
             .then_some(self.last_eliciting_sent)
             .flatten()
@@ -132,15 +132,16 @@ impl SentPackets {
         self.frames.range(start..end).copied()
     }
 
-    /// Packet numbers still in flight, oldest first, that are below `limit`.
-    pub fn in_flight_below(&self, limit: u64) -> impl Iterator<Item = (u64, Instant)> + '_ {
-        self.packets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (self.first_pn + i as u64, p))
-            .take_while(move |(pn, _)| *pn < limit)
-            .filter(|(_, p)| p.state == PacketState::InFlight)
-            .map(|(pn, p)| (pn, p.time_sent))
+    /// When packet `pn` was sent, if it is in flight.
+    pub fn in_flight_sent_at(&self, pn: u64) -> Option<Nanos> {
+        let i = usize::try_from(pn.checked_sub(self.first_pn)?).ok()?;
+        let p = self.packets.get(i)?;
+        (p.state == PacketState::InFlight).then_some(p.time_sent)
+    }
+
+    /// Packet number of the newest record kept, plus one.
+    pub fn end_pn(&self) -> u64 {
+        self.first_pn + self.packets.len() as u64
     }
 
     /// Drops resolved records from the front, with their fragments.

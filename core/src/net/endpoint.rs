@@ -94,6 +94,30 @@ impl Peer {
         }
     }
 
+    /// Files the peer's deadline in the timer heap if it moved (the entry
+    /// filed before goes stale). Filing only deadlines that moved earlier
+    /// would push less, but every peer that was busy would then wake once for
+    /// nothing after going quiet.
+    fn file_timer(&mut self, id: PeerId, timers: &mut BinaryHeap<Reverse<(Instant, PeerId)>>) {
+        let deadline = self.deadline();
+        if deadline != self.timer {
+            self.timer = deadline;
+            if let Some(t) = deadline {
+                timers.push(Reverse((t, id)));
+            }
+        }
+    }
+
+    /// Moves the connection's events to `events`.
+    fn collect_events(&mut self, id: PeerId, events: &mut VecDeque<PeerEvent>) {
+        while let Some(Event::Disconnected(reason)) = self.conn.poll_event() {
+            if self.announced {
+                self.announced = false;
+                events.push_back(PeerEvent::Disconnected(id, reason));
+            }
+        }
+    }
+
     /// Whether the connection is over and has nothing left for anybody.
     fn is_finished(&self) -> bool {
         self.conn.is_closed() && self.conn.pending_messages() == 0
@@ -270,15 +294,13 @@ impl Endpoint {
             return;
         };
         peer.queue_to_send(id, &mut self.sending);
-        let deadline = peer.deadline();
-        if deadline != peer.timer {
-            peer.timer = deadline;
-            if let Some(t) = deadline {
-                self.timers.push(Reverse((t, id)));
-            }
-        }
-        // Stale entries pile up as deadlines move: drop them when they
-        // dominate, in place (the heap keeps its capacity: no allocation).
+        peer.file_timer(id, &mut self.timers);
+        self.compact_timers();
+    }
+
+    /// Stale entries pile up as deadlines move: drops them when they
+    /// dominate, in place (the heap keeps its capacity: no allocation).
+    fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.peers.len() + 64 {
             let peers = &self.peers;
             self.timers
@@ -373,6 +395,12 @@ impl Endpoint {
         let before = peer.conn.largest_received();
         if peer.conn.handle_datagram(now, datagram).is_err() {
             self.stats.rejected += 1;
+            // A rejection changes nothing, but for a connection closed by
+            // too many failed authentications.
+            if !peer.conn.is_established() {
+                self.collect_events(id);
+                self.touch(id);
+            }
             return None;
         }
         self.stats.accepted += 1;
@@ -391,8 +419,10 @@ impl Endpoint {
             peer.ready = true;
             self.ready.push_back(id);
         }
-        self.collect_events(id);
-        self.touch(id);
+        peer.collect_events(id, &mut self.events);
+        peer.queue_to_send(id, &mut self.sending);
+        peer.file_timer(id, &mut self.timers);
+        self.compact_timers();
         Some(id)
     }
 
@@ -476,8 +506,9 @@ impl Endpoint {
                 if let Some(len) = peer.conn.poll_transmit(now, buf) {
                     // It may have more: back of the queue, after the others.
                     self.sending.push_back(id);
-                    self.collect_events(id);
-                    self.touch(id);
+                    peer.collect_events(id, &mut self.events);
+                    peer.file_timer(id, &mut self.timers);
+                    self.compact_timers();
                     return Some((addr, len));
                 }
             }
@@ -551,12 +582,7 @@ impl Endpoint {
     /// Moves a connection's events to the endpoint's queue.
     fn collect_events(&mut self, id: PeerId) {
         let peer = self.peers.get_mut(&id).expect("peer exists");
-        while let Some(Event::Disconnected(reason)) = peer.conn.poll_event() {
-            if peer.announced {
-                peer.announced = false;
-                self.events.push_back(PeerEvent::Disconnected(id, reason));
-            }
-        }
+        peer.collect_events(id, &mut self.events);
     }
 }
 
