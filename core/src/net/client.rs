@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::connection::{Connection, Event};
 use crate::error::{close_code, DisconnectReason, SendError};
 use crate::net::io::{IoStats, LinkSimulation, UdpIo};
-use crate::net::service::{lock, service_for, DriverState, ServiceThread};
+use crate::net::service::{lock, service_for, DriverState, ReadPace, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig};
 use crate::session::{ClientHandshake, HandshakeError, ServerTrust, SessionParams};
 use crate::stats::ConnectionStats;
@@ -131,6 +131,7 @@ struct State {
     buf: Vec<u8>,
     /// Where the first authenticated datagram came from.
     answered_from: Option<SocketAddr>,
+    pace: ReadPace,
 }
 
 impl State {
@@ -153,6 +154,10 @@ impl DriverState for State {
         &mut self.io
     }
 
+    fn pace(&mut self) -> &mut ReadPace {
+        &mut self.pace
+    }
+
     fn handle(&mut self, now: Instant, _from: SocketAddr, datagram: &mut [u8]) {
         let _ = self.conn.handle_datagram(now, datagram);
     }
@@ -162,11 +167,15 @@ impl DriverState for State {
         let mut received = 0;
         if read {
             let (conn, answered_from) = (&mut self.conn, &mut self.answered_from);
-            received = self.io.receive(now, |from, datagram| {
+            let may_stop = self.pace.may_stop_early();
+            let r = self.io.receive(now, |from, datagram| {
                 if conn.handle_datagram(now, datagram).is_ok() && answered_from.is_none() {
                     *answered_from = Some(from);
                 }
+                !(may_stop && conn.pending_messages() > 0)
             })?;
+            self.pace.on_received(r);
+            received = r.datagrams;
         }
         // Only what arrived or fired since the first transmit can have made
         // something new to send: an idle call skips the second look.
@@ -336,6 +345,7 @@ impl Client {
             events: VecDeque::new(),
             buf: vec![0; max_datagram],
             answered_from: None,
+            pace: ReadPace::default(),
         };
         // The first packet proves our keys to the server and binds our address;
         // repeat it until the server answers.
@@ -376,9 +386,16 @@ impl Client {
 
     /// Does all pending I/O without blocking: receives, runs timers, sends.
     /// Call it once per frame (or more often).
+    ///
+    /// Called in a tight loop (calls less than 200 µs apart), a call stops
+    /// reading once a datagram has given it a message, so you get it at once;
+    /// the next call reads on.
     pub fn service(&mut self) -> io::Result<()> {
         let read = self.service_thread.is_none();
-        lock(&self.state).service_io(Instant::now(), read)?;
+        let mut s = lock(&self.state);
+        let now = Instant::now();
+        s.pace.on_call(now);
+        s.service_io(now, read)?;
         Ok(())
     }
 

@@ -431,35 +431,45 @@ impl UdpIo {
             .min()
     }
 
-    /// Receives every datagram queued on the socket without blocking, handing
+    /// Receives the datagrams queued on the socket without blocking, handing
     /// each to `deliver` (or to the incoming conditioner, which releases them
-    /// through [`UdpIo::pop_incoming`]). Returns how many were read.
+    /// through [`UdpIo::pop_incoming`]), until the socket is empty or
+    /// `deliver` returns `false` ("stop reading"; the datagrams a batch
+    /// already took are still all delivered). Returns how many were read and
+    /// whether the socket was proven empty.
     pub fn receive(
         &mut self,
         now: Instant,
-        mut deliver: impl FnMut(SocketAddr, &mut [u8]),
-    ) -> io::Result<usize> {
+        mut deliver: impl FnMut(SocketAddr, &mut [u8]) -> bool,
+    ) -> io::Result<Received> {
         let mut total = 0;
+        // Hands a datagram over; whether to read on.
+        let mut hand =
+            |incoming: &mut Option<Conditioned>, from, datagram: &mut [u8]| match incoming {
+                None => deliver(from, datagram),
+                Some(c) => {
+                    c.push(now, from, datagram);
+                    true
+                }
+            };
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.recv_batch {
+            let mut read_on = true;
             // What the last wait received first.
             if let Some((from, datagram)) = b.take_held() {
                 total += 1;
-                match &mut self.incoming {
-                    None => deliver(from, datagram),
-                    Some(c) => c.push(now, from, datagram),
-                }
+                read_on = hand(&mut self.incoming, from, datagram);
             }
             // Single reads first: an empty socket (a spinning or freshly
             // woken receiver's usual case) and a lone datagram cost a plain
             // `recvfrom` each, about half a `recvmmsg`; a third datagram in a
             // row means a burst, which `recvmmsg` then takes in batches.
-            while total < SINGLE_READS {
+            while read_on && total < SINGLE_READS {
                 self.stats.recv_calls += 1;
                 match b.recv_one(&self.socket, self.connected) {
                     Ok(None) => {
                         self.stats.datagrams_received += total as u64;
-                        return Ok(total);
+                        return Ok(Received::drained(total));
                     }
                     // ICMP errors for earlier sends surface here.
                     Err(e) if is_transient(&e) => continue,
@@ -467,42 +477,43 @@ impl UdpIo {
                     Ok(Some(datagram)) => {
                         total += 1;
                         if let Some((from, datagram)) = datagram {
-                            match &mut self.incoming {
-                                None => deliver(from, datagram),
-                                Some(c) => c.push(now, from, datagram),
-                            }
+                            read_on = hand(&mut self.incoming, from, datagram);
                         }
                     }
                 }
             }
-            loop {
+            while read_on {
                 self.stats.recv_calls += 1;
                 let n = b.recv(&self.socket)?;
                 for i in 0..n {
-                    let Some((from, datagram)) = b.get(i) else {
-                        continue;
-                    };
-                    match &mut self.incoming {
-                        None => deliver(from, datagram),
-                        Some(c) => c.push(now, from, datagram),
+                    if let Some((from, datagram)) = b.get(i) {
+                        read_on &= hand(&mut self.incoming, from, datagram);
                     }
                 }
                 total += n;
                 // A short batch: the socket was empty when the call returned.
                 if n < batch::RECV_BATCH {
                     self.stats.datagrams_received += total as u64;
-                    return Ok(total);
+                    return Ok(Received::drained(total));
                 }
             }
+            self.stats.datagrams_received += total as u64;
+            return Ok(Received {
+                datagrams: total,
+                drained: false,
+            });
         }
         loop {
             self.stats.recv_calls += 1;
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     total += 1;
-                    match &mut self.incoming {
-                        None => deliver(from, &mut self.buf[..n]),
-                        Some(c) => c.push(now, from, &self.buf[..n]),
+                    if !hand(&mut self.incoming, from, &mut self.buf[..n]) {
+                        self.stats.datagrams_received += total as u64;
+                        return Ok(Received {
+                            datagrams: total,
+                            drained: false,
+                        });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -512,7 +523,7 @@ impl UdpIo {
             }
         }
         self.stats.datagrams_received += total as u64;
-        Ok(total)
+        Ok(Received::drained(total))
     }
 
     /// A datagram read by someone else (the service thread). Returns whether it
@@ -671,6 +682,24 @@ fn coarse_part(timeout: Duration, tick: Duration) -> Option<Duration> {
     (ticks > 0).then(|| tick * ticks)
 }
 
+/// What a [`UdpIo::receive`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// Datagrams read.
+    pub datagrams: usize,
+    /// Whether the socket was found empty (reading did not stop early).
+    pub drained: bool,
+}
+
+impl Received {
+    fn drained(datagrams: usize) -> Self {
+        Self {
+            datagrams,
+            drained: true,
+        }
+    }
+}
+
 /// What sending a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FlushReport {
@@ -802,15 +831,21 @@ mod tests {
         let server = sender.join().unwrap();
         let mut got = Vec::new();
         let n = io
-            .receive(Instant::now(), |from, d| got.push((from, d.to_vec())))
+            .receive(Instant::now(), |from, d| {
+                got.push((from, d.to_vec()));
+                true
+            })
             .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, Received::drained(1));
         assert_eq!(got, vec![(server.local_addr().unwrap(), b"pong".to_vec())]);
         // Nothing more: a wait with nothing coming ends by its timeout.
         let t = Instant::now();
         io.wait(Duration::from_millis(20)).unwrap();
         assert!(t.elapsed() >= Duration::from_millis(15));
-        assert_eq!(io.receive(Instant::now(), |_, _| {}).unwrap(), 0);
+        assert_eq!(
+            io.receive(Instant::now(), |_, _| true).unwrap(),
+            Received::drained(0)
+        );
         // Sends still go, on the now blocking socket.
         io.send_slot()[..3].copy_from_slice(b"abc");
         io.commit(Instant::now(), server.local_addr().unwrap(), 3);
@@ -820,6 +855,40 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         assert_eq!(server.recv_from(&mut buf).unwrap().0, 3);
+    }
+
+    #[test]
+    fn a_receive_stops_where_told_and_says_the_socket_is_not_proven_empty() {
+        for batching in [true, false] {
+            let config = SocketConfig {
+                batching,
+                ..SocketConfig::default()
+            };
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = socket.local_addr().unwrap();
+            let mut io = UdpIo::new(socket, &LinkSimulation::default(), &config, 1200).unwrap();
+            for i in 0..5u8 {
+                tx.send_to(&[i; 8], to).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let mut seen = Vec::new();
+            let r = io
+                .receive(Instant::now(), |_, d| {
+                    seen.push(d[0]);
+                    d[0] != 1
+                })
+                .unwrap();
+            assert_eq!((r.drained, seen.as_slice()), (false, &[0u8, 1][..]));
+            let r = io
+                .receive(Instant::now(), |_, d| {
+                    seen.push(d[0]);
+                    true
+                })
+                .unwrap();
+            assert_eq!(r, Received::drained(3));
+            assert_eq!(seen, [0, 1, 2, 3, 4], "batching {batching}: none lost");
+        }
     }
 
     #[test]

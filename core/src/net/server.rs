@@ -14,7 +14,7 @@ use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, SendError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
 use crate::net::io::{IoStats, LinkSimulation, UdpIo};
-use crate::net::service::{lock, service_for, DriverState, ServiceThread};
+use crate::net::service::{lock, service_for, DriverState, ReadPace, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
 use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
 use crate::stats::ConnectionStats;
@@ -174,6 +174,7 @@ struct State {
     buf: Vec<u8>,
     tcp_buf: Vec<u8>,
     early: EarlyDatagrams,
+    pace: ReadPace,
 }
 
 /// Datagrams addressed to no known connection while handshakes are pending,
@@ -370,6 +371,10 @@ impl DriverState for State {
         &mut self.io
     }
 
+    fn pace(&mut self) -> &mut ReadPace {
+        &mut self.pace
+    }
+
     fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         self.endpoint.handle_datagram(now, from, datagram);
     }
@@ -381,7 +386,8 @@ impl DriverState for State {
         if read {
             let (endpoint, early) = (&mut self.endpoint, &mut self.early);
             let handshaking = !self.pending.is_empty();
-            received = self.io.receive(now, |from, datagram| {
+            let may_stop = self.pace.may_stop_early();
+            let r = self.io.receive(now, |from, datagram| {
                 // Kept for a retry once the handshakes are pumped; handled (and
                 // counted) by the endpoint once, then.
                 let kept = handshaking
@@ -390,7 +396,10 @@ impl DriverState for State {
                 if !kept {
                     endpoint.handle_datagram(now, from, datagram);
                 }
+                !(may_stop && endpoint.has_pending())
             })?;
+            self.pace.on_received(r);
+            received = r.datagrams;
         }
         if !self.early.kept.is_empty() {
             // Perhaps a client whose handshake completed since the last look
@@ -491,6 +500,7 @@ impl Server {
             buf: vec![0; max_datagram],
             early: EarlyDatagrams::new(max_datagram),
             tcp_buf: vec![0; HANDSHAKE_READ_BYTES],
+            pace: ReadPace::default(),
         };
         Ok(Self {
             state: Arc::new(Mutex::new(state)),
@@ -519,9 +529,16 @@ impl Server {
 
     /// Does all pending I/O without blocking: handshakes, datagrams, timers,
     /// transmissions. Call it every frame (or more often).
+    ///
+    /// Called in a tight loop (calls less than 200 µs apart), a call stops
+    /// reading once a datagram has given it a message or an event, so you
+    /// can answer at once; the next call sends the answer, then reads on.
     pub fn service(&mut self) -> io::Result<()> {
         let read = self.service_thread.is_none();
-        lock(&self.state).service_io(Instant::now(), read)?;
+        let mut s = lock(&self.state);
+        let now = Instant::now();
+        s.pace.on_call(now);
+        s.service_io(now, read)?;
         Ok(())
     }
 

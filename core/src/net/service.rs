@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::net::io::UdpIo;
+use crate::net::io::{Received, UdpIo};
 use crate::packet::MAX_DATAGRAM_BYTES;
 
 /// Longest the thread sleeps between two looks at the driver, so a server's TCP
@@ -23,10 +23,62 @@ const MAX_WAIT: Duration = Duration::from_millis(2);
 /// Shortest socket timeout (zero means "block forever" to the OS).
 const MIN_WAIT: Duration = Duration::from_micros(100);
 
+/// Calls closer together than this make a tight loop (see [`ReadPace`]): a
+/// game that spins on `service()` calls every microsecond or so, a ping-pong
+/// in `service_for` every few tens, while a game servicing once per frame
+/// calls every millisecond or more.
+const TIGHT_LOOP_INTERVAL: Duration = Duration::from_micros(200);
+
+/// How much a service call reads, from how often the game loop calls.
+///
+/// A call reads until the socket is empty: the last read, which finds it
+/// empty, is one more system call, on the critical path of a reply. A game
+/// loop that services in a tight loop gets a datagram's messages as soon as
+/// they are decoded instead: reading stops after the datagram that gave it
+/// something to look at, and the next call, which first sends what the game
+/// answered, reads on, without stopping early, so a burst is still drained
+/// within two calls. A game servicing once per frame gets everything that
+/// arrived.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPace {
+    last_call: Option<Instant>,
+    tight: bool,
+    /// The last receive stopped before finding the socket empty.
+    unproven: bool,
+}
+
+impl ReadPace {
+    /// A service call of the application starts at `now`.
+    pub fn on_call(&mut self, now: Instant) {
+        self.tight = self
+            .last_call
+            .is_some_and(|t| now.saturating_duration_since(t) < TIGHT_LOOP_INTERVAL);
+        self.last_call = Some(now);
+    }
+
+    /// Whether this call's receive may stop once the application has
+    /// something to look at.
+    pub fn may_stop_early(&self) -> bool {
+        self.tight && !self.unproven
+    }
+
+    /// Whether the last receive stopped before finding the socket empty.
+    pub fn unproven(&self) -> bool {
+        self.unproven
+    }
+
+    /// What the receive did.
+    pub fn on_received(&mut self, received: Received) {
+        self.unproven = !received.drained;
+    }
+}
+
 /// What a game-loop driver's state offers its service loop, whoever runs it.
 pub(crate) trait DriverState: Send + 'static {
     /// The driver's socket.
     fn io(&mut self) -> &mut UdpIo;
+    /// How the application's service calls read (see [`ReadPace`]).
+    fn pace(&mut self) -> &mut ReadPace;
     /// Hands one received datagram to the protocol.
     fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
     /// Everything due: what the application queued goes out, then the socket
@@ -69,8 +121,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// sleeping in the OS; then services again. With the service thread running
 /// (it owns the socket's reads) it only yields the processor briefly.
 ///
-/// The first pass does not read: the OS wait returns at once if a datagram is
-/// already queued, so an idle wait costs one system call fewer.
+/// The first pass does not read (unless the last call cut a drain short):
+/// the OS wait returns at once if a datagram is already queued, so an idle
+/// wait costs one system call fewer.
 pub(crate) fn service_for<T: DriverState>(
     state: &Mutex<T>,
     threaded: bool,
@@ -91,7 +144,12 @@ pub(crate) fn service_for<T: DriverState>(
         return Ok(());
     }
     let mut s = lock(state);
-    s.service_io(start, false)?;
+    s.pace().on_call(start);
+    // The first pass reads only to finish a drain the last call cut short
+    // (see `ReadPace`): now, while the answer is on its way, rather than
+    // after the wait, on its critical path.
+    let finish_drain = s.pace().unproven();
+    s.service_io(start, finish_drain)?;
     if s.has_pending() {
         s.service_io(start, true)?;
         return Ok(());
@@ -109,7 +167,11 @@ pub(crate) fn service_for<T: DriverState>(
             if now >= spin_end {
                 break;
             }
-            std::hint::spin_loop();
+            // Yield, not only spin: when another runnable thread shares this
+            // CPU (the peer process on a machine with few cores, the game's
+            // own threads) it runs now instead of waiting out the whole
+            // budget; alone on the CPU, the call returns at once.
+            std::thread::yield_now();
         }
     }
     let now = Instant::now();
@@ -193,5 +255,38 @@ fn run<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<Atomic
                 tracing::trace!(error = %e, "service thread receive error");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(datagrams: usize, drained: bool) -> Received {
+        Received { datagrams, drained }
+    }
+
+    #[test]
+    fn only_a_tight_loop_stops_early_and_never_twice_in_a_row() {
+        let t0 = Instant::now();
+        let mut pace = ReadPace::default();
+        pace.on_call(t0);
+        assert!(!pace.may_stop_early(), "a first call drains");
+        pace.on_received(received(1, true));
+        pace.on_call(t0 + Duration::from_micros(5));
+        assert!(pace.may_stop_early(), "calls 5 µs apart: a tight loop");
+        pace.on_received(received(1, false));
+        assert!(pace.unproven());
+        pace.on_call(t0 + Duration::from_micros(10));
+        assert!(
+            !pace.may_stop_early(),
+            "after a call that stopped early, the next one drains"
+        );
+        pace.on_received(received(7, true));
+        pace.on_call(t0 + Duration::from_micros(15));
+        assert!(pace.may_stop_early());
+        // A game servicing once per frame always drains.
+        pace.on_call(t0 + Duration::from_millis(16));
+        assert!(!pace.may_stop_early());
     }
 }
