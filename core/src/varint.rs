@@ -127,21 +127,25 @@ impl<'a> Writer<'a> {
     /// If `v > MAX_VARINT` (see [`varint_len`]).
     #[inline]
     pub fn put_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
+        // The casts keep exactly the value bits, which the comparisons bound.
         if v <= MAX_VARINT_1_BYTE {
             // Most values on the per-packet path: counts, small lengths.
             return self.put_u8(v as u8);
         }
+        if v <= MAX_VARINT_2_BYTES {
+            // Message IDs and packet numbers of a young connection.
+            return self.put_bytes(&(v as u16 | 0x4000).to_be_bytes());
+        }
         self.put_long_varint(v)
     }
 
-    /// [`Writer::put_varint`] for values of two bytes or more.
+    /// [`Writer::put_varint`] for values of four bytes or more.
     fn put_long_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
-        match varint_len(v) {
-            // The casts keep exactly the value bits, which the length check bounds.
-            1 => self.put_u8(v as u8),
-            2 => self.put_bytes(&(v as u16 | 0x4000).to_be_bytes()),
-            4 => self.put_u32(v as u32 | 0x8000_0000),
-            _ => self.put_u64(v | 0xc000_0000_0000_0000),
+        if v <= MAX_VARINT_4_BYTES {
+            self.put_u32(v as u32 | 0x8000_0000)
+        } else {
+            assert!(v <= MAX_VARINT, "value exceeds MAX_VARINT");
+            self.put_u64(v | 0xc000_0000_0000_0000)
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::config::{ChannelConfig, ChannelId, ChannelKind, RELIABLE_WINDOW_MESSAGES};
-use crate::frame::{data_header_len, encode_data_header, Fragment};
+use crate::frame::{encode_data_header, Fragment};
 use crate::pool::BufferPool;
 use crate::varint::Writer;
 
@@ -135,6 +135,16 @@ impl SendChannel {
         self.next_id += 1;
     }
 
+    /// Whether anything waits to be sent: an unsent fragment or a
+    /// retransmission (which the flow window may still hold back, see
+    /// [`SendChannel::has_sendable`]). Changes only in `push`, `write_frames`,
+    /// `on_fragment_lost` and `clear` (acknowledgements release messages that
+    /// were fully sent): the connection mirrors it in a bitmask.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.cursor < self.queue.len() || !self.retransmit.is_empty()
+    }
+
     /// Whether `write_frames` would write something now.
     pub fn has_sendable(&self, window_bytes: usize) -> bool {
         !self.retransmit.is_empty() || self.can_start_next(window_bytes)
@@ -162,7 +172,7 @@ impl SendChannel {
         fragment_bytes: usize,
         window_bytes: usize,
         pool: &mut BufferPool,
-        record: &mut dyn FnMut(FragmentRef, bool),
+        mut record: impl FnMut(FragmentRef, bool),
     ) -> usize {
         let mut written = 0;
         while let Some(&(id, index)) = self.retransmit.front() {
@@ -251,12 +261,12 @@ impl SendChannel {
                 }),
             )
         };
-        if w.remaining() < data_header_len(msg.id, fragment, payload.len()) + payload.len() {
+        // Writes nothing unless the header and the payload fit.
+        if encode_data_header(w, channel, msg.id, fragment, payload.len()).is_err() {
             return false;
         }
-        encode_data_header(w, channel, msg.id, fragment, payload.len())
-            .and_then(|()| w.put_bytes(payload))
-            .expect("length checked above");
+        w.put_bytes(payload)
+            .expect("encode_data_header checked the payload fits");
         true
     }
 

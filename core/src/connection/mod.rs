@@ -11,6 +11,7 @@
 
 mod ack_state;
 mod clock;
+mod schedule;
 mod sent;
 mod transmit;
 
@@ -33,6 +34,7 @@ use crate::varint::Reader;
 
 use ack_state::AckState;
 use clock::{span, Clock, Nanos, NEVER};
+use schedule::{channel_bit, SendSchedule};
 use sent::{PacketState, SentPacket, SentPackets};
 
 /// Packets at least this many numbers older than an acknowledged one are lost
@@ -151,9 +153,12 @@ pub struct Connection {
     send_channels: Vec<SendChannel>,
     /// What the send channels hold, all channels (checked on every `send`).
     queued: Queued,
-    /// Channel indices by descending priority.
-    send_order: Vec<ChannelId>,
-    round_robin: usize,
+    /// Bit `c` set: send channel `c` has something waiting to be sent
+    /// ([`SendChannel::has_pending`], kept up to date wherever that changes,
+    /// so `poll_transmit` learns there is no data in O(1)).
+    sendable: u64,
+    /// The order channels write into a packet.
+    schedule: SendSchedule,
     recv_channels: RecvChannels,
     inbox: Inbox,
     send_pool: BufferPool,
@@ -199,8 +204,7 @@ impl Connection {
             .enumerate()
             .map(|(i, c)| SendChannel::new(i as ChannelId, c))
             .collect();
-        let mut send_order: Vec<ChannelId> = (0..send_channels.len() as ChannelId).collect();
-        send_order.sort_by_key(|&i| std::cmp::Reverse(send_channels[i as usize].priority()));
+        let priorities: Vec<u8> = send_channels.iter().map(SendChannel::priority).collect();
         let recv_channels = RecvChannels::new(
             config.channels().iter().map(|c| c.kind),
             config.max_unreliable_reassemblies,
@@ -219,8 +223,8 @@ impl Connection {
             sent: SentPackets::new(),
             send_channels,
             queued: Queued::default(),
-            send_order,
-            round_robin: 0,
+            sendable: 0,
+            schedule: SendSchedule::new(&priorities),
             recv_channels,
             inbox: Inbox::new(POOLED_BUFFERS),
             send_pool: BufferPool::new(POOLED_BUFFERS),
@@ -304,6 +308,20 @@ impl Connection {
         self.queued.messages
     }
 
+    /// Checks the mask of channels with something to send against the
+    /// channels (debug builds).
+    fn debug_check_sendable(&self) {
+        debug_assert_eq!(
+            self.sendable,
+            self.send_channels
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.has_pending())
+                .fold(0, |m, (i, _)| m | channel_bit(i)),
+            "mask of the channels with something to send"
+        );
+    }
+
     /// Checks the running totals against the channels (debug builds).
     fn debug_check_queued(&self) {
         debug_assert_eq!(
@@ -378,6 +396,7 @@ impl Connection {
         }
         let fragment_bytes = self.config.fragment_bytes();
         self.send_channels[channel as usize].push(data, fragment_bytes, &mut self.send_pool);
+        self.sendable |= channel_bit(channel as usize);
         self.queued.bytes += data.len();
         self.queued.messages += 1;
         self.stats.messages_sent += 1;
@@ -747,7 +766,11 @@ impl Connection {
         };
         self.stats.packets_lost += 1;
         for f in self.sent.frames_of(&packet) {
-            self.send_channels[f.channel as usize].on_fragment_lost(f.message_id, f.index);
+            let channel = f.channel as usize;
+            self.send_channels[channel].on_fragment_lost(f.message_id, f.index);
+            if self.send_channels[channel].has_pending() {
+                self.sendable |= channel_bit(channel);
+            }
         }
     }
 
@@ -910,6 +933,7 @@ impl Connection {
             c.clear(&mut self.send_pool);
         }
         self.queued = Queued::default();
+        self.sendable = 0;
         self.recv_channels.clear(&mut self.inbox.pool);
         self.sent.clear();
         self.ack = AckState::new();

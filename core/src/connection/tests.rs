@@ -1,6 +1,7 @@
 //! Invariants of the connection's caches under random operations: the cached
-//! deadline is always the one computed from scratch, and the running totals
-//! of the send queues are always the channels' sums.
+//! deadline is always the one computed from scratch, the running totals of
+//! the send queues are always the channels' sums, and the mask of channels
+//! with something to send names exactly those channels.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +77,13 @@ fn check(conn: &Connection) {
         (conn.queued_bytes(), conn.queued_messages()),
         (bytes, messages)
     );
+    for (c, channel) in conn.send_channels.iter().enumerate() {
+        assert_eq!(
+            conn.sendable & schedule::channel_bit(c) != 0,
+            channel.has_pending(),
+            "sendable bit of channel {c}"
+        );
+    }
 }
 
 proptest! {
