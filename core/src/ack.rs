@@ -161,6 +161,7 @@ impl AckRanges {
     /// If `pn` exceeds [`MAX_VARINT`], which no packet number does
     /// ([`decode_packet_number`](crate::packet::decode_packet_number) never
     /// returns one).
+    #[inline]
     pub fn insert(&mut self, pn: u64) -> InsertOutcome {
         assert!(pn <= MAX_VARINT, "packet number above 2^62 - 1");
         // The common case, in O(1): the number right after the largest, which
@@ -181,6 +182,13 @@ impl AckRanges {
                 return InsertOutcome::InOrder;
             }
         }
+        self.insert_other(pn)
+    }
+
+    /// [`AckRanges::insert`] of anything but the number right after the
+    /// largest extending the highest range.
+    #[inline(never)]
+    fn insert_other(&mut self, pn: u64) -> InsertOutcome {
         if self.contains(pn) {
             return InsertOutcome::Duplicate;
         }

@@ -682,7 +682,11 @@ impl Connection {
         frame_largest: u64,
         largest_newly_acked: &mut Option<(u64, Nanos)>,
     ) {
-        for pn in lo..=hi {
+        // `lo..=hi` without RangeInclusive's exhaustion flag (`hi` may be
+        // the largest packet number).
+        let mut next = Some(lo);
+        while let Some(pn) = next {
+            next = (pn < hi).then(|| pn + 1);
             let packet = match self.sent.resolve(pn, PacketState::Resolved) {
                 Ok(packet) => packet,
                 Err(PacketState::Lost) => {
@@ -712,6 +716,9 @@ impl Connection {
         if let Some(largest) = packet.largest_ack_sent {
             // The peer has seen an ACK up to `largest`; it need not hear of them again.
             self.ack.ranges.remove_below(largest + 1);
+        }
+        if packet.frames_start == packet.frames_end {
+            return; // no reliable fragments (an unreliable or control packet)
         }
         for f in self.sent.frames_of(packet) {
             let channel = &mut self.send_channels[f.channel as usize];
