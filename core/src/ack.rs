@@ -317,6 +317,23 @@ impl AckRanges {
         ack_delay_us: u64,
         max_ranges: usize,
     ) -> Result<(), BufferTooSmall> {
+        if self.len == 1 && max_ranges > 0 {
+            // The common case, an in-order link: one range, no pairs. Its
+            // length is checked once, then it is written field by field.
+            let span = self.spans.as_slice()[0];
+            let delay = ack_delay_us.min(MAX_VARINT);
+            let range = span.high - span.low;
+            let len = 2 + varint_len(span.high) + varint_len(delay) + varint_len(range);
+            if len > w.remaining() {
+                return Err(BufferTooSmall);
+            }
+            w.put_u8_in_room(frame_type::ACK);
+            w.put_varint_in_room(span.high);
+            w.put_varint_in_room(delay);
+            w.put_u8_in_room(0); // no (gap, range) pairs
+            w.put_varint_in_room(range);
+            return Ok(());
+        }
         let mut spans = self.spans_desc(max_ranges);
         let Some(first) = spans.next() else {
             return Ok(());

@@ -149,6 +149,39 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Writes one byte where the caller made sure there is room (a frame
+    /// encoder that checked its whole length first): no `Result` to carry.
+    ///
+    /// # Panics
+    ///
+    /// If the buffer is full (the caller's bug; nothing is written out of bounds).
+    #[inline(always)]
+    pub(crate) fn put_u8_in_room(&mut self, v: u8) {
+        self.buf[self.pos] = v;
+        self.pos += 1;
+    }
+
+    /// [`Writer::put_varint`] where the caller made sure [`varint_len`]`(v)`
+    /// bytes fit (see [`Writer::put_u8_in_room`]).
+    ///
+    /// # Panics
+    ///
+    /// If they do not fit, or `v > MAX_VARINT`.
+    #[inline(always)]
+    pub(crate) fn put_varint_in_room(&mut self, v: u64) {
+        let pos = self.pos;
+        if v <= MAX_VARINT_1_BYTE {
+            self.buf[pos] = v as u8;
+            self.pos = pos + 1;
+        } else if v <= MAX_VARINT_2_BYTES {
+            self.buf[pos..pos + 2].copy_from_slice(&(v as u16 | 0x4000).to_be_bytes());
+            self.pos = pos + 2;
+        } else {
+            self.put_long_varint(v)
+                .expect("the caller checked the varint fits");
+        }
+    }
+
     /// Writes `bytes` as they are.
     #[inline]
     pub fn put_bytes(&mut self, bytes: &[u8]) -> Result<(), BufferTooSmall> {
