@@ -161,7 +161,7 @@ impl AckRanges {
     /// If `pn` exceeds [`MAX_VARINT`], which no packet number does
     /// ([`decode_packet_number`](crate::packet::decode_packet_number) never
     /// returns one).
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, pn: u64) -> InsertOutcome {
         assert!(pn <= MAX_VARINT, "packet number above 2^62 - 1");
         // The common case, in O(1): the number right after the largest, which

@@ -82,7 +82,7 @@ impl ReplayWindow {
     /// Records `pn` as seen. Call only for authenticated packets (a forged packet
     /// must not move the window). Inserting a number already recorded, or one too
     /// old for the window, changes nothing.
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, pn: u64) {
         // The common case, a packet right after the largest: its slot held
         // the number one window below, now out of it.

@@ -732,6 +732,7 @@ impl Connection {
     /// Declares lost the packets that the acknowledgements show are missing
     /// (PROTOCOL.md §6.3) and arms the timer for those not yet overdue.
     /// Returns whether any was declared lost.
+    #[inline]
     fn detect_lost(&mut self, now: Nanos) -> bool {
         self.loss_time = NEVER;
         let Some(largest) = self.largest_acked else {
@@ -739,10 +740,17 @@ impl Connection {
         };
         // The common case, in O(1): no record is kept below the largest
         // acknowledged packet (resolved records are popped from the front).
-        let first = self.sent.first_pn();
-        if first >= largest {
+        if self.sent.first_pn() >= largest {
             return false;
         }
+        self.detect_lost_below(largest, now)
+    }
+
+    /// [`Connection::detect_lost`] when records are kept below `largest`,
+    /// the largest acknowledged packet.
+    #[inline(never)]
+    fn detect_lost_below(&mut self, largest: u64, now: Nanos) -> bool {
+        let first = self.sent.first_pn();
         let loss_delay = self
             .rtt
             .loss_delay_nanos()
