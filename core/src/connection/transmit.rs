@@ -31,6 +31,39 @@ impl Connection {
         len
     }
 
+    /// Whether [`Connection::poll_transmit`] at `now` may return a datagram
+    /// (`false`: it would return `None`), at a fraction of its cost: what an
+    /// endpoint asks after a datagram went out, instead of calling
+    /// `poll_transmit` once more for nothing. Like `poll_transmit`, it starts
+    /// a key update that is due.
+    pub(crate) fn may_transmit(&mut self, at: Instant) -> bool {
+        match self.state {
+            State::Closed => false,
+            State::Closing { .. } => true,
+            State::Established => {
+                if self.next_pn >= MAX_PACKET_NUMBER {
+                    return true;
+                }
+                let now = self.clock.ticks(at);
+                if self.key_update_due(now) {
+                    // What `poll_transmit` does first; its frame waits for
+                    // the next packet.
+                    self.keys.initiate(at);
+                    self.refresh_deadline();
+                }
+                // A superset of `transmit`'s conditions: a pending channel
+                // may still be held back by its flow window.
+                self.sendable != 0
+                    || self.ping_pending
+                    || now
+                        >= self
+                            .last_sent
+                            .saturating_add(self.timing.keep_alive_interval)
+                    || self.ack.is_due(now)
+            }
+        }
+    }
+
     /// [`Connection::poll_transmit`] but for the cached deadline.
     fn transmit(&mut self, at: Instant, buf: &mut [u8]) -> Option<usize> {
         let max = self.config.max_datagram_bytes;

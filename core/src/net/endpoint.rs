@@ -5,8 +5,10 @@
 //! Tokio) wrap it.
 //!
 //! Work is proportional to the peers that have some, not to all peers: a
-//! queue holds the peers that may have a datagram to send (touched by a
-//! datagram, a send, a timer or the application) and an indexed min-heap
+//! queue holds the peers that may have a datagram to send (after a datagram
+//! or a transmit that leaves one to send, a send, a timer or the
+//! application; the connection's `may_transmit` tells cheaply, so a peer is
+//! not visited once more for nothing) and an indexed min-heap
 //! holds every peer's next deadline (see `deadlines`), so a server with
 //! thousands of idle clients does not visit them on each service call.
 //! Peers live in numbered slots: the connection-ID table and the queues lead
@@ -470,7 +472,11 @@ impl Endpoint {
             self.ready.push_back(handle);
         }
         peer.collect_events(&mut self.events);
-        peer.queue_to_send(&mut self.sending);
+        // An ACK owed now, or an answer: the connection says if it has one
+        // (anything later comes with its deadline).
+        if peer.conn.may_transmit(now) {
+            peer.queue_to_send(&mut self.sending);
+        }
         peer.file_timer(&mut self.deadlines);
         Some(handle.id)
     }
@@ -557,8 +563,13 @@ impl Endpoint {
             };
             if let Some(addr) = peer.addr {
                 if let Some(len) = peer.conn.poll_transmit(now, buf) {
-                    // It may have more: back of the queue, after the others.
-                    self.sending.push_back(handle);
+                    if peer.conn.may_transmit(now) || peer.conn.is_closed() {
+                        // It may have more (or be finished, which the next
+                        // visit sees): back of the queue, after the others.
+                        self.sending.push_back(handle);
+                    } else {
+                        peer.sending = false;
+                    }
                     peer.collect_events(&mut self.events);
                     peer.file_timer(&mut self.deadlines);
                     return Some((addr, len));
@@ -864,8 +875,9 @@ mod tests {
             assert_eq!(sent, 1);
             server.handle_timeout(t);
         }
-        // Each round: the chatty peer twice in poll_transmit (its datagram,
-        // then nothing more), perhaps once for a timer. Never the other 999.
+        // Each round: the chatty peer once in poll_transmit (its datagram;
+        // it says when it has nothing more), perhaps once for a timer. Never
+        // the other 999.
         let visits = server.visits - before;
         assert!(visits <= 300, "{visits} visits for 100 rounds");
         // Their timers still run: an idle timeout reaches every one of them.
