@@ -147,10 +147,8 @@ impl Connection {
             if data_ready {
                 let fragment_bytes = self.config.fragment_bytes();
                 for ch in self.schedule.turn(self.sendable) {
+                    // A channel the flow window holds back writes nothing.
                     let channel = &mut self.send_channels[ch];
-                    if !channel.has_sendable(window_bytes) {
-                        continue;
-                    }
                     let held = (channel.queued_bytes(), channel.queued_messages());
                     let sent = &mut self.sent;
                     let stats = &mut self.stats;

@@ -347,8 +347,18 @@ impl Endpoint {
         peer.file_timer(&mut self.deadlines);
     }
 
-    /// Reschedules the peers handed out by `connection_mut`.
+    /// Reschedules the peers handed out by `connection_mut` (usually none:
+    /// the check is inline, the work out of line).
+    #[inline]
     fn touch_pending(&mut self) {
+        if !self.touched.is_empty() {
+            self.touch_touched();
+        }
+    }
+
+    /// [`Endpoint::touch_pending`] when some were handed out.
+    #[inline(never)]
+    fn touch_touched(&mut self) {
         while let Some(id) = self.touched.pop() {
             if let Some(handle) = self.handle(id) {
                 self.touch(handle);
