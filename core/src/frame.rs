@@ -151,7 +151,7 @@ impl<'a> AckFrame<'a> {
     }
 
     /// Decodes the body of an ACK frame (after its type byte), checking every range.
-    #[inline]
+    #[inline(always)]
     fn decode(reader: &mut Reader<'a>) -> Result<Self, FrameError> {
         // A local cursor, written back at the end, stays in registers.
         let mut cursor = reader.clone();

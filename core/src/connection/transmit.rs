@@ -38,30 +38,32 @@ impl Connection {
     /// a key update that is due.
     pub(crate) fn may_transmit(&mut self, at: Instant) -> bool {
         match self.state {
-            State::Closed => false,
-            State::Closing { .. } => true,
-            State::Established => {
-                if self.next_pn >= MAX_PACKET_NUMBER {
-                    return true;
-                }
-                let now = self.clock.ticks(at);
-                if self.key_update_due(now) {
-                    // What `poll_transmit` does first; its frame waits for
-                    // the next packet.
-                    self.keys.initiate(at);
-                    self.refresh_deadline();
-                }
-                // A superset of `transmit`'s conditions: a pending channel
-                // may still be held back by its flow window.
-                self.sendable != 0
-                    || self.ping_pending
-                    || now
-                        >= self
-                            .last_sent
-                            .saturating_add(self.timing.keep_alive_interval)
-                    || self.ack.is_due(now)
-            }
+            State::Closed => return false,
+            State::Closing { .. } => return true,
+            State::Established => {}
         }
+        // A superset of `transmit`'s conditions (a pending channel may still
+        // be held back by its flow window), cheapest first.
+        if self.sendable != 0 || self.ping_pending || self.next_pn >= MAX_PACKET_NUMBER {
+            return true;
+        }
+        let now = self.clock.ticks(at);
+        if self.ack.is_due(now)
+            || now
+                >= self
+                    .last_sent
+                    .saturating_add(self.timing.keep_alive_interval)
+        {
+            return true;
+        }
+        // Nothing to send, so `poll_transmit` will not be called: do what it
+        // does first, start a key update that is due (its frame waits for
+        // the next packet).
+        if self.key_update_due(now) {
+            self.keys.initiate(at);
+            self.refresh_deadline();
+        }
+        false
     }
 
     /// [`Connection::poll_transmit`] but for the cached deadline.
