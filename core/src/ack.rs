@@ -311,6 +311,7 @@ impl AckRanges {
     /// where it was (one pass: the frame is written as it goes and taken back
     /// with [`Writer::truncate`], so the bytes past the position are
     /// unspecified).
+    #[inline(always)]
     pub fn encode_ack(
         &self,
         w: &mut Writer<'_>,
@@ -334,6 +335,18 @@ impl AckRanges {
             w.put_varint_in_room(range);
             return Ok(());
         }
+        self.encode_ack_ranges(w, ack_delay_us, max_ranges)
+    }
+
+    /// [`AckRanges::encode_ack`] of any number of ranges (out of line: the
+    /// one-range case is inline).
+    #[inline(never)]
+    fn encode_ack_ranges(
+        &self,
+        w: &mut Writer<'_>,
+        ack_delay_us: u64,
+        max_ranges: usize,
+    ) -> Result<(), BufferTooSmall> {
         let mut spans = self.spans_desc(max_ranges);
         let Some(first) = spans.next() else {
             return Ok(());

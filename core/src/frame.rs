@@ -351,7 +351,7 @@ pub fn data_header_len(message_id: u64, fragment: Option<Fragment>, len: usize) 
 /// # Panics
 ///
 /// If `message_id` exceeds [`MAX_VARINT`](crate::varint::MAX_VARINT).
-#[inline]
+#[inline(always)]
 pub fn encode_data_header(
     w: &mut Writer<'_>,
     channel: u8,

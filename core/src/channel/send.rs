@@ -241,6 +241,7 @@ impl SendChannel {
     }
 
     /// Writes fragment `index` of `msg` if it fits; returns whether it did.
+    #[inline(always)]
     fn write_fragment(
         w: &mut Writer<'_>,
         channel: ChannelId,

@@ -68,6 +68,7 @@ impl Connection {
     /// Resolves the packets `lo..=hi` of an ACK frame whose largest is
     /// `frame_largest`, noting the largest newly acknowledged one and when it
     /// was sent.
+    #[inline]
     fn on_range_acked(
         &mut self,
         lo: u64,
