@@ -408,6 +408,7 @@ impl Connection {
     /// previous buffer is kept for reuse): no allocation and no copy once the
     /// connection is warm. Returns the message's channel, or `None` if no
     /// message is waiting.
+    #[inline]
     pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<ChannelId> {
         let (channel, mut data) = self.inbox.queue.pop_front()?;
         self.inbox.bytes -= data.len();
@@ -722,6 +723,7 @@ impl Connection {
     }
 
     /// The next deadline, from scratch ([`NEVER`] once closed).
+    #[inline]
     fn compute_deadline(&self) -> Nanos {
         match self.state {
             State::Closed => return NEVER,

@@ -42,7 +42,7 @@ impl<K: Ord + Copy> Deadlines<K> {
     }
 
     /// Sets (`Some`) or removes (`None`) the deadline of `slot`.
-    #[inline]
+    #[inline(always)]
     pub fn set(&mut self, slot: u32, deadline: Option<K>) {
         let s = slot as usize;
         if s >= self.position.len() {

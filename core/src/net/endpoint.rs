@@ -108,7 +108,7 @@ impl Peer {
 
     /// Files the peer's deadline if it moved: its one entry in `deadlines`
     /// is updated in place.
-    #[inline]
+    #[inline(always)]
     fn file_timer(&mut self, deadlines: &mut Deadlines<(Instant, PeerId)>) {
         let deadline = self.deadline();
         if deadline != self.timer {
