@@ -68,7 +68,7 @@ impl Connection {
     /// Resolves the packets `lo..=hi` of an ACK frame whose largest is
     /// `frame_largest`, noting the largest newly acknowledged one and when it
     /// was sent.
-    #[inline]
+    #[inline(always)]
     fn on_range_acked(
         &mut self,
         lo: u64,
@@ -105,6 +105,7 @@ impl Connection {
         }
     }
 
+    #[inline(always)]
     fn on_packet_acked(&mut self, pn: u64, packet: &SentPacket) {
         self.keys.on_packet_acked(pn);
         if let Some(largest) = packet.largest_ack_sent {
