@@ -375,6 +375,7 @@ impl Connection {
     ///
     /// Never drops silently: a message that cannot be queued is refused with the
     /// reason (too large for the channel, queue full, unknown channel, closed).
+    #[inline]
     pub fn send(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
         if self.state != State::Established {
             return Err(SendError::Closed);
