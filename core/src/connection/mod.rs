@@ -179,11 +179,11 @@ pub struct Connection {
     /// Messages sent plus delivered when last seen to change, and when.
     messages_seen: u64,
     messages_seen_at: Nanos,
-    /// What [`Connection::poll_timeout`] returns, kept up to date by every
-    /// call that can move it (`deadline` is [`NEVER`] when `deadline_at` is
-    /// `None`).
+    /// What [`Connection::poll_timeout`] returns ([`NEVER`]: `None`), kept
+    /// up to date by every call that can move it; turned into an `Instant`
+    /// only when asked for (it moves with most packets, and is not read
+    /// after each).
     deadline: Nanos,
-    deadline_at: Option<Instant>,
     /// When the key-update interval of a generation runs out, as
     /// `(generation plus one, time)`; `(0, _)` until computed (a generation's
     /// start never changes once set).
@@ -243,7 +243,6 @@ impl Connection {
             messages_seen: 0,
             messages_seen_at: 0,
             deadline: NEVER,
-            deadline_at: None,
             key_interval_end: (0, NEVER),
             stats: ConnectionStats::default(),
             config,
@@ -710,17 +709,13 @@ impl Connection {
             self.compute_deadline(),
             "the cached deadline is stale"
         );
-        self.deadline_at
+        (self.deadline != NEVER).then(|| self.clock.instant(self.deadline))
     }
 
     /// Brings the cached [`Connection::poll_timeout`] up to date; called by
     /// every public method that can move it.
     fn refresh_deadline(&mut self) {
-        let deadline = self.compute_deadline();
-        if deadline != self.deadline {
-            self.deadline = deadline;
-            self.deadline_at = (deadline != NEVER).then(|| self.clock.instant(deadline));
-        }
+        self.deadline = self.compute_deadline();
     }
 
     /// The next deadline, from scratch ([`NEVER`] once closed).
