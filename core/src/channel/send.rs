@@ -110,6 +110,7 @@ impl SendChannel {
     }
 
     /// Queues a message (the caller checked size and queue limits).
+    #[inline]
     pub fn push(&mut self, data: &[u8], fragment_bytes: usize, pool: &mut BufferPool) {
         let mut buf = pool.take(data.len());
         buf.extend_from_slice(data);
