@@ -19,6 +19,10 @@ pub const MAX_ACK_RANGES_KEPT: usize = 64;
 /// keeps the frame small enough to share a packet with data.
 pub const MAX_ACK_RANGES_SENT: usize = 32;
 
+/// Largest one-range ACK frame in bytes: type, three varints of up to 8
+/// bytes (largest, delay, range length) and a one-byte pair count of 0.
+const MAX_ONE_RANGE_ACK_BYTES: usize = 1 + 8 + 8 + 1 + 8;
+
 /// What [`AckRanges::insert`] found out about a packet number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InsertOutcome {
@@ -324,8 +328,11 @@ impl AckRanges {
             let span = self.spans.as_slice()[0];
             let delay = ack_delay_us.min(MAX_VARINT);
             let range = span.high - span.low;
-            let len = 2 + varint_len(span.high) + varint_len(delay) + varint_len(range);
-            if len > w.remaining() {
+            // The exact length only matters when the largest could not fit.
+            if MAX_ONE_RANGE_ACK_BYTES > w.remaining()
+                && 2 + varint_len(span.high) + varint_len(delay) + varint_len(range)
+                    > w.remaining()
+            {
                 return Err(BufferTooSmall);
             }
             w.put_u8_in_room(frame_type::ACK);

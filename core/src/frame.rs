@@ -359,8 +359,11 @@ pub fn encode_data_header(
     fragment: Option<Fragment>,
     len: usize,
 ) -> Result<(), BufferTooSmall> {
-    let header_len = data_header_len(message_id, fragment, len);
-    if header_len.saturating_add(len) > w.remaining() {
+    // The exact header length only matters when the largest could not fit.
+    let room = w.remaining();
+    if MAX_DATA_HEADER_BYTES.saturating_add(len) > room
+        && data_header_len(message_id, fragment, len).saturating_add(len) > room
+    {
         return Err(BufferTooSmall);
     }
     debug_assert!(fragment.is_none_or(|f| f.count >= 2 && f.index < f.count && len > 0));
