@@ -76,33 +76,48 @@ impl Connection {
         frame_largest: u64,
         largest_newly_acked: &mut Option<(u64, Nanos)>,
     ) {
-        // `lo..=hi` without RangeInclusive's exhaustion flag (`hi` may be
-        // the largest packet number).
-        let mut next = Some(lo);
-        while let Some(pn) = next {
-            next = (pn < hi).then(|| pn + 1);
-            let packet = match self.sent.resolve(pn, PacketState::Resolved) {
-                Ok(packet) => packet,
-                Err(PacketState::Lost) => {
-                    // Declared lost, yet it arrived: the link reorders more than
-                    // we allowed for. Be more patient from now on.
-                    self.stats.spurious_losses += 1;
-                    let distance = frame_largest - pn + 1;
-                    self.packet_threshold = self
-                        .packet_threshold
-                        .max(distance)
-                        .min(MAX_PACKET_THRESHOLD);
-                    self.time_threshold_eighths =
-                        (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
-                *largest_newly_acked = Some((pn, packet.time_sent));
+        // `lo..=hi` (most often one packet) without RangeInclusive's
+        // exhaustion flag (`hi` may be the largest packet number).
+        let mut pn = lo;
+        loop {
+            self.on_packet_in_ack(pn, frame_largest, largest_newly_acked);
+            if pn >= hi {
+                break;
             }
-            self.on_packet_acked(pn, &packet);
+            pn += 1;
         }
+    }
+
+    /// Resolves packet `pn`, acknowledged by an ACK frame whose largest is
+    /// `frame_largest` (see [`Connection::on_range_acked`]).
+    #[inline(always)]
+    fn on_packet_in_ack(
+        &mut self,
+        pn: u64,
+        frame_largest: u64,
+        largest_newly_acked: &mut Option<(u64, Nanos)>,
+    ) {
+        let packet = match self.sent.resolve(pn, PacketState::Resolved) {
+            Ok(packet) => packet,
+            Err(PacketState::Lost) => {
+                // Declared lost, yet it arrived: the link reorders more than
+                // we allowed for. Be more patient from now on.
+                self.stats.spurious_losses += 1;
+                let distance = frame_largest - pn + 1;
+                self.packet_threshold = self
+                    .packet_threshold
+                    .max(distance)
+                    .min(MAX_PACKET_THRESHOLD);
+                self.time_threshold_eighths =
+                    (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
+                return;
+            }
+            Err(_) => return,
+        };
+        if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
+            *largest_newly_acked = Some((pn, packet.time_sent));
+        }
+        self.on_packet_acked(pn, &packet);
     }
 
     #[inline(always)]
