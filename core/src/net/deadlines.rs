@@ -62,9 +62,13 @@ impl<K: Ord + Copy> Deadlines<K> {
                 let i = at as usize;
                 let earlier = t < self.heap[i].0;
                 self.heap[i].0 = t;
+                // The sifts' loops stay out of line; the checks that they
+                // have nothing to do (always, with one peer) are inline.
                 if earlier {
-                    self.sift_up(i);
-                } else {
+                    if i > 0 {
+                        self.sift_up(i);
+                    }
+                } else if 2 * i + 1 < self.heap.len() {
                     self.sift_down(i);
                 }
             }
