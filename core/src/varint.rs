@@ -192,46 +192,55 @@ impl<'a> Writer<'a> {
 
 /// Cursor that reads forward through a borrowed byte slice; byte strings it
 /// returns borrow from the input.
+///
+/// It holds the bytes not yet read, so a read checks one length and
+/// advances by re-slicing (the compiler sees the bound it just checked).
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    /// The bytes not yet consumed.
+    rest: &'a [u8],
+    /// Length of the whole input (for [`Reader::position`]).
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            rest: buf,
+            len: buf.len(),
+        }
     }
 
     /// Number of bytes consumed so far.
     #[inline]
     pub fn position(&self) -> usize {
-        self.pos
+        self.len - self.rest.len()
     }
 
     /// Number of bytes not yet consumed.
     #[inline]
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.rest.len()
     }
 
     /// Whether every byte has been consumed.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.remaining() == 0
+        self.rest.is_empty()
     }
 
     /// The bytes not yet consumed, without consuming them.
     #[inline]
     pub fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
+        self.rest
     }
 
     /// Reads one byte.
     #[inline]
     pub fn get_u8(&mut self) -> Result<u8, UnexpectedEnd> {
-        let [b] = self.get_array::<1>()?;
+        let (&b, rest) = self.rest.split_first().ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(b)
     }
 
@@ -251,12 +260,11 @@ impl<'a> Reader<'a> {
     /// is at most [`MAX_VARINT`].
     #[inline]
     pub fn get_varint(&mut self) -> Result<u64, UnexpectedEnd> {
-        let rest = self.rest();
-        let first = *rest.first().ok_or(UnexpectedEnd)?;
+        let first = *self.rest.first().ok_or(UnexpectedEnd)?;
         // The two high bits of the first byte give the length, the rest the value.
         let value = match first >> 6 {
             0 => {
-                self.pos += 1;
+                self.rest = &self.rest[1..];
                 return Ok(u64::from(first));
             }
             1 => u64::from(u16::from_be_bytes(self.get_array()?) & 0x3fff),
@@ -269,19 +277,16 @@ impl<'a> Reader<'a> {
     /// Reads the next `n` bytes, borrowed from the input.
     #[inline]
     pub fn get_bytes(&mut self, n: usize) -> Result<&'a [u8], UnexpectedEnd> {
-        if n > self.remaining() {
-            return Err(UnexpectedEnd);
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let (bytes, rest) = self.rest.split_at_checked(n).ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(bytes)
     }
 
     /// Reads the next `N` bytes as an array.
     #[inline]
     fn get_array<const N: usize>(&mut self) -> Result<[u8; N], UnexpectedEnd> {
-        let (array, _) = self.rest().split_first_chunk::<N>().ok_or(UnexpectedEnd)?;
-        self.pos += N;
+        let (array, rest) = self.rest.split_first_chunk::<N>().ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(*array)
     }
 }
