@@ -330,8 +330,7 @@ impl AckRanges {
             let range = span.high - span.low;
             // The exact length only matters when the largest could not fit.
             if MAX_ONE_RANGE_ACK_BYTES > w.remaining()
-                && 2 + varint_len(span.high) + varint_len(delay) + varint_len(range)
-                    > w.remaining()
+                && 2 + varint_len(span.high) + varint_len(delay) + varint_len(range) > w.remaining()
             {
                 return Err(BufferTooSmall);
             }
