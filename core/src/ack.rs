@@ -19,6 +19,10 @@ pub const MAX_ACK_RANGES_KEPT: usize = 64;
 /// keeps the frame small enough to share a packet with data.
 pub const MAX_ACK_RANGES_SENT: usize = 32;
 
+/// Largest one-range ACK frame in bytes: type, three varints of up to 8
+/// bytes (largest, delay, range length) and a one-byte pair count of 0.
+const MAX_ONE_RANGE_ACK_BYTES: usize = 1 + 8 + 8 + 1 + 8;
+
 /// What [`AckRanges::insert`] found out about a packet number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InsertOutcome {
@@ -161,6 +165,7 @@ impl AckRanges {
     /// If `pn` exceeds [`MAX_VARINT`], which no packet number does
     /// ([`decode_packet_number`](crate::packet::decode_packet_number) never
     /// returns one).
+    #[inline(always)]
     pub fn insert(&mut self, pn: u64) -> InsertOutcome {
         assert!(pn <= MAX_VARINT, "packet number above 2^62 - 1");
         // The common case, in O(1): the number right after the largest, which
@@ -181,6 +186,13 @@ impl AckRanges {
                 return InsertOutcome::InOrder;
             }
         }
+        self.insert_other(pn)
+    }
+
+    /// [`AckRanges::insert`] of anything but the number right after the
+    /// largest extending the highest range.
+    #[inline(never)]
+    fn insert_other(&mut self, pn: u64) -> InsertOutcome {
         if self.contains(pn) {
             return InsertOutcome::Duplicate;
         }
@@ -303,7 +315,39 @@ impl AckRanges {
     /// where it was (one pass: the frame is written as it goes and taken back
     /// with [`Writer::truncate`], so the bytes past the position are
     /// unspecified).
+    #[inline(always)]
     pub fn encode_ack(
+        &self,
+        w: &mut Writer<'_>,
+        ack_delay_us: u64,
+        max_ranges: usize,
+    ) -> Result<(), BufferTooSmall> {
+        if self.len == 1 && max_ranges > 0 {
+            // The common case, an in-order link: one range, no pairs. Its
+            // length is checked once, then it is written field by field.
+            let span = self.spans.as_slice()[0];
+            let delay = ack_delay_us.min(MAX_VARINT);
+            let range = span.high - span.low;
+            // The exact length only matters when the largest could not fit.
+            if MAX_ONE_RANGE_ACK_BYTES > w.remaining()
+                && 2 + varint_len(span.high) + varint_len(delay) + varint_len(range) > w.remaining()
+            {
+                return Err(BufferTooSmall);
+            }
+            w.put_u8_in_room(frame_type::ACK);
+            w.put_varint_in_room(span.high);
+            w.put_varint_in_room(delay);
+            w.put_u8_in_room(0); // no (gap, range) pairs
+            w.put_varint_in_room(range);
+            return Ok(());
+        }
+        self.encode_ack_ranges(w, ack_delay_us, max_ranges)
+    }
+
+    /// [`AckRanges::encode_ack`] of any number of ranges (out of line: the
+    /// one-range case is inline).
+    #[inline(never)]
+    fn encode_ack_ranges(
         &self,
         w: &mut Writer<'_>,
         ack_delay_us: u64,

@@ -24,6 +24,9 @@ pub const TAG_BYTES: usize = 16;
 /// (a 64-bit big-endian packet number, left-padded with zeros, PROTOCOL.md §2).
 const PACKET_NUMBER_BYTES: usize = 8;
 
+/// Bytes of the nonce before the packet number's: the IV's, as they are.
+const IV_HEAD_BYTES: usize = IV_BYTES - PACKET_NUMBER_BYTES;
+
 /// HKDF-Expand label of the packet key (PROTOCOL.md §2.1), used as the raw `info`.
 const LABEL_KEY: &[u8] = b"fastnet v1 key";
 /// HKDF-Expand label of the per-direction IV (PROTOCOL.md §2.1).
@@ -165,7 +168,11 @@ enum AeadKey {
 #[derive(Clone)]
 pub struct PacketKey {
     key: AeadKey,
-    iv: [u8; IV_BYTES],
+    /// The IV, split where the packet number goes (see [`PacketKey::nonce`]):
+    /// its first bytes, and its last 8 as a big-endian integer, so a nonce
+    /// takes one 64-bit XOR.
+    iv_head: [u8; IV_HEAD_BYTES],
+    iv_tail: u64,
 }
 
 impl std::fmt::Debug for PacketKey {
@@ -212,7 +219,12 @@ impl PacketKey {
             }
         };
         key.zeroize();
-        PacketKey { key: aead_key, iv }
+        let (iv_head, iv_tail) = iv.split_at(IV_HEAD_BYTES);
+        PacketKey {
+            key: aead_key,
+            iv_head: iv_head.try_into().expect("split at IV_HEAD_BYTES"),
+            iv_tail: u64::from_be_bytes(iv_tail.try_into().expect("8 bytes after the head")),
+        }
     }
 
     /// The implementation this key uses.
@@ -226,13 +238,12 @@ impl PacketKey {
 
     /// The nonce of `packet_number`: the IV XORed with the packet number as 8
     /// big-endian bytes in its last 8 bytes.
+    #[inline]
     fn nonce(&self, packet_number: u64) -> [u8; IV_BYTES] {
-        let mut nonce = self.iv;
-        let pn = packet_number.to_be_bytes();
-        let tail = &mut nonce[IV_BYTES - PACKET_NUMBER_BYTES..];
-        for (n, p) in tail.iter_mut().zip(pn) {
-            *n ^= p;
-        }
+        let mut nonce = [0u8; IV_BYTES];
+        let (head, tail) = nonce.split_at_mut(IV_HEAD_BYTES);
+        head.copy_from_slice(&self.iv_head);
+        tail.copy_from_slice(&(self.iv_tail ^ packet_number).to_be_bytes());
         nonce
     }
 
@@ -298,16 +309,15 @@ impl PacketKey {
             .len()
             .checked_sub(TAG_BYTES)
             .ok_or(CryptoError::TooShort)?;
-        let (ciphertext, tag_bytes) = payload_and_tag.split_at_mut(len);
-        let mut tag = [0u8; TAG_BYTES];
-        tag.copy_from_slice(tag_bytes);
+        let (ciphertext, tag) = payload_and_tag.split_at_mut(len);
+        let tag: &[u8; TAG_BYTES] = (&*tag).try_into().expect("split TAG_BYTES from the end");
         let nonce = self.nonce(packet_number);
         match &self.key {
             AeadKey::Ring(key) => {
                 key.open_in_place_separate_tag(
                     aead::Nonce::assume_unique_for_key(nonce),
                     aead::Aad::from(header),
-                    aead::Tag::from(tag),
+                    aead::Tag::from(*tag),
                     ciphertext,
                     0..,
                 )
@@ -320,7 +330,7 @@ impl PacketKey {
                     chacha20poly1305::Nonce::from_slice(&nonce),
                     header,
                     ciphertext,
-                    chacha20poly1305::Tag::from_slice(&tag),
+                    chacha20poly1305::Tag::from_slice(tag),
                 )
                 .map_err(|_| CryptoError::AuthenticationFailed)?;
             }

@@ -151,8 +151,11 @@ impl<'a> AckFrame<'a> {
     }
 
     /// Decodes the body of an ACK frame (after its type byte), checking every range.
-    #[inline]
-    fn decode(r: &mut Reader<'a>) -> Result<Self, FrameError> {
+    #[inline(always)]
+    fn decode(reader: &mut Reader<'a>) -> Result<Self, FrameError> {
+        // A local cursor, written back at the end, stays in registers.
+        let mut cursor = reader.clone();
+        let r = &mut cursor;
         let largest = r.get_varint()?;
         let ack_delay_us = r.get_varint()?;
         let pair_count = r.get_varint()?;
@@ -176,6 +179,7 @@ impl<'a> AckFrame<'a> {
                 .0;
         }
         let pairs = &pairs_bytes[..r.position() - start];
+        *reader = cursor;
         Ok(AckFrame {
             largest,
             ack_delay_us,
@@ -347,7 +351,7 @@ pub fn data_header_len(message_id: u64, fragment: Option<Fragment>, len: usize) 
 /// # Panics
 ///
 /// If `message_id` exceeds [`MAX_VARINT`](crate::varint::MAX_VARINT).
-#[inline]
+#[inline(always)]
 pub fn encode_data_header(
     w: &mut Writer<'_>,
     channel: u8,
@@ -355,8 +359,11 @@ pub fn encode_data_header(
     fragment: Option<Fragment>,
     len: usize,
 ) -> Result<(), BufferTooSmall> {
-    let header_len = data_header_len(message_id, fragment, len);
-    if header_len.saturating_add(len) > w.remaining() {
+    // The exact header length only matters when the largest could not fit.
+    let room = w.remaining();
+    if MAX_DATA_HEADER_BYTES.saturating_add(len) > room
+        && data_header_len(message_id, fragment, len).saturating_add(len) > room
+    {
         return Err(BufferTooSmall);
     }
     debug_assert!(fragment.is_none_or(|f| f.count >= 2 && f.index < f.count && len > 0));
@@ -365,14 +372,16 @@ pub fn encode_data_header(
     } else {
         frame_type::DATA
     };
-    w.put_u8(frame_type)?;
-    w.put_u8(channel)?;
-    w.put_varint(message_id)?;
+    // Room for every field was checked above.
+    w.put_u8_in_room(frame_type);
+    w.put_u8_in_room(channel);
+    w.put_varint_in_room(message_id);
     if let Some(f) = fragment {
-        w.put_varint(u64::from(f.index))?;
-        w.put_varint(u64::from(f.count))?;
+        w.put_varint_in_room(u64::from(f.index));
+        w.put_varint_in_room(u64::from(f.count));
     }
-    w.put_varint(len as u64)
+    w.put_varint_in_room(len as u64);
+    Ok(())
 }
 
 /// Iterator over the frames of a decrypted payload, in order. It yields

@@ -368,7 +368,25 @@ impl KeyPhases {
     /// generation is returned. The first packet authenticated in a new phase
     /// starts the timer erasing the previous key after
     /// [`PREVIOUS_KEY_RETENTION_PTOS`] × `pto`.
+    #[inline]
     pub fn on_packet_authenticated(
+        &mut self,
+        selection: RecvKeySelection,
+        packet_number: u64,
+        now: Instant,
+        pto: Duration,
+    ) -> Option<u64> {
+        // Most packets: the current phase, which already had a packet.
+        if selection.generation == self.generation && self.first_recv_pn_in_phase.is_some() {
+            return None;
+        }
+        self.on_phase_packet_authenticated(selection, packet_number, now, pto)
+    }
+
+    /// [`KeyPhases::on_packet_authenticated`] for a packet that may change
+    /// the phase state.
+    #[inline(never)]
+    fn on_phase_packet_authenticated(
         &mut self,
         selection: RecvKeySelection,
         packet_number: u64,

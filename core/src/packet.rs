@@ -159,7 +159,15 @@ pub fn truncate_packet_number(pn: u64) -> u32 {
 /// the candidate 2^32 below is returned, and a packet a misbehaving peer sent
 /// above the limit then fails authentication. No input makes it overflow or
 /// panic.
+#[inline]
 pub fn decode_packet_number(largest_received: Option<u64>, low: u32) -> u64 {
+    // The common case, an in-order packet: the expected number itself.
+    if let Some(largest) = largest_received {
+        let expected = largest.wrapping_add(1);
+        if truncate_packet_number(expected) == low && (1..=MAX_VARINT).contains(&expected) {
+            return expected;
+        }
+    }
     // Clamping the expectation to 2^62 keeps every candidate below 2^62 + 2^32.
     let expected =
         largest_received.map_or(0, |largest| largest.saturating_add(1).min(MAX_VARINT + 1));
@@ -386,6 +394,13 @@ mod tests {
             if (i128::from(pn) - i128::from(largest) - 1).abs() < i128::from(PACKET_NUMBER_HALF_WINDOW) {
                 prop_assert_eq!(decoded, pn);
             }
+        }
+
+        #[test]
+        fn next_packet_number_is_itself(largest in 0..MAX_VARINT) {
+            // The in-order fast path, up to the last packet number.
+            let next = largest + 1;
+            prop_assert_eq!(decode_packet_number(Some(largest), truncate_packet_number(next)), next);
         }
 
         #[test]

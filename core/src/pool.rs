@@ -36,7 +36,7 @@ impl BufferPool {
     }
 
     /// Returns a buffer for reuse (dropped if the pool is full or it is large).
-    #[inline]
+    #[inline(always)]
     pub fn give(&mut self, mut buf: Vec<u8>) {
         if buf.capacity() == 0 || buf.capacity() > MAX_POOLED_CAPACITY_BYTES {
             return;

@@ -82,6 +82,7 @@ impl ReplayWindow {
     /// Records `pn` as seen. Call only for authenticated packets (a forged packet
     /// must not move the window). Inserting a number already recorded, or one too
     /// old for the window, changes nothing.
+    #[inline(always)]
     pub fn insert(&mut self, pn: u64) {
         // The common case, a packet right after the largest: its slot held
         // the number one window below, now out of it.
@@ -93,6 +94,12 @@ impl ReplayWindow {
                 return;
             }
         }
+        self.insert_other(pn);
+    }
+
+    /// [`ReplayWindow::insert`] of anything but the next packet number.
+    #[inline(never)]
+    fn insert_other(&mut self, pn: u64) {
         match self.largest {
             None => {
                 self.bits = [0; WINDOW_WORDS];

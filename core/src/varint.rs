@@ -127,21 +127,58 @@ impl<'a> Writer<'a> {
     /// If `v > MAX_VARINT` (see [`varint_len`]).
     #[inline]
     pub fn put_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
+        // The casts keep exactly the value bits, which the comparisons bound.
         if v <= MAX_VARINT_1_BYTE {
             // Most values on the per-packet path: counts, small lengths.
             return self.put_u8(v as u8);
         }
+        if v <= MAX_VARINT_2_BYTES {
+            // Message IDs and packet numbers of a young connection.
+            return self.put_bytes(&(v as u16 | 0x4000).to_be_bytes());
+        }
         self.put_long_varint(v)
     }
 
-    /// [`Writer::put_varint`] for values of two bytes or more.
+    /// [`Writer::put_varint`] for values of four bytes or more.
     fn put_long_varint(&mut self, v: u64) -> Result<(), BufferTooSmall> {
-        match varint_len(v) {
-            // The casts keep exactly the value bits, which the length check bounds.
-            1 => self.put_u8(v as u8),
-            2 => self.put_bytes(&(v as u16 | 0x4000).to_be_bytes()),
-            4 => self.put_u32(v as u32 | 0x8000_0000),
-            _ => self.put_u64(v | 0xc000_0000_0000_0000),
+        if v <= MAX_VARINT_4_BYTES {
+            self.put_u32(v as u32 | 0x8000_0000)
+        } else {
+            assert!(v <= MAX_VARINT, "value exceeds MAX_VARINT");
+            self.put_u64(v | 0xc000_0000_0000_0000)
+        }
+    }
+
+    /// Writes one byte where the caller made sure there is room (a frame
+    /// encoder that checked its whole length first): no `Result` to carry.
+    ///
+    /// # Panics
+    ///
+    /// If the buffer is full (the caller's bug; nothing is written out of bounds).
+    #[inline(always)]
+    pub(crate) fn put_u8_in_room(&mut self, v: u8) {
+        self.buf[self.pos] = v;
+        self.pos += 1;
+    }
+
+    /// [`Writer::put_varint`] where the caller made sure [`varint_len`]`(v)`
+    /// bytes fit (see [`Writer::put_u8_in_room`]).
+    ///
+    /// # Panics
+    ///
+    /// If they do not fit, or `v > MAX_VARINT`.
+    #[inline(always)]
+    pub(crate) fn put_varint_in_room(&mut self, v: u64) {
+        let pos = self.pos;
+        if v <= MAX_VARINT_1_BYTE {
+            self.buf[pos] = v as u8;
+            self.pos = pos + 1;
+        } else if v <= MAX_VARINT_2_BYTES {
+            self.buf[pos..pos + 2].copy_from_slice(&(v as u16 | 0x4000).to_be_bytes());
+            self.pos = pos + 2;
+        } else {
+            self.put_long_varint(v)
+                .expect("the caller checked the varint fits");
         }
     }
 
@@ -155,46 +192,55 @@ impl<'a> Writer<'a> {
 
 /// Cursor that reads forward through a borrowed byte slice; byte strings it
 /// returns borrow from the input.
+///
+/// It holds the bytes not yet read, so a read checks one length and
+/// advances by re-slicing (the compiler sees the bound it just checked).
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    /// The bytes not yet consumed.
+    rest: &'a [u8],
+    /// Length of the whole input (for [`Reader::position`]).
+    len: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            rest: buf,
+            len: buf.len(),
+        }
     }
 
     /// Number of bytes consumed so far.
     #[inline]
     pub fn position(&self) -> usize {
-        self.pos
+        self.len - self.rest.len()
     }
 
     /// Number of bytes not yet consumed.
     #[inline]
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.rest.len()
     }
 
     /// Whether every byte has been consumed.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.remaining() == 0
+        self.rest.is_empty()
     }
 
     /// The bytes not yet consumed, without consuming them.
     #[inline]
     pub fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
+        self.rest
     }
 
     /// Reads one byte.
     #[inline]
     pub fn get_u8(&mut self) -> Result<u8, UnexpectedEnd> {
-        let [b] = self.get_array::<1>()?;
+        let (&b, rest) = self.rest.split_first().ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(b)
     }
 
@@ -214,12 +260,11 @@ impl<'a> Reader<'a> {
     /// is at most [`MAX_VARINT`].
     #[inline]
     pub fn get_varint(&mut self) -> Result<u64, UnexpectedEnd> {
-        let rest = self.rest();
-        let first = *rest.first().ok_or(UnexpectedEnd)?;
+        let first = *self.rest.first().ok_or(UnexpectedEnd)?;
         // The two high bits of the first byte give the length, the rest the value.
         let value = match first >> 6 {
             0 => {
-                self.pos += 1;
+                self.rest = &self.rest[1..];
                 return Ok(u64::from(first));
             }
             1 => u64::from(u16::from_be_bytes(self.get_array()?) & 0x3fff),
@@ -232,19 +277,16 @@ impl<'a> Reader<'a> {
     /// Reads the next `n` bytes, borrowed from the input.
     #[inline]
     pub fn get_bytes(&mut self, n: usize) -> Result<&'a [u8], UnexpectedEnd> {
-        if n > self.remaining() {
-            return Err(UnexpectedEnd);
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let (bytes, rest) = self.rest.split_at_checked(n).ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(bytes)
     }
 
     /// Reads the next `N` bytes as an array.
     #[inline]
     fn get_array<const N: usize>(&mut self) -> Result<[u8; N], UnexpectedEnd> {
-        let (array, _) = self.rest().split_first_chunk::<N>().ok_or(UnexpectedEnd)?;
-        self.pos += N;
+        let (array, rest) = self.rest.split_first_chunk::<N>().ok_or(UnexpectedEnd)?;
+        self.rest = rest;
         Ok(*array)
     }
 }

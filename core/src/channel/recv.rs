@@ -43,6 +43,7 @@ impl Inbox {
         self.queue.push_back((channel, data));
     }
 
+    #[inline(always)]
     fn copy(&mut self, payload: &[u8]) -> Vec<u8> {
         let mut buf = self.pool.take(payload.len());
         buf.extend_from_slice(payload);

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::config::{ChannelConfig, ChannelId, ChannelKind, RELIABLE_WINDOW_MESSAGES};
-use crate::frame::{data_header_len, encode_data_header, Fragment};
+use crate::frame::{encode_data_header, Fragment};
 use crate::pool::BufferPool;
 use crate::varint::Writer;
 
@@ -110,6 +110,7 @@ impl SendChannel {
     }
 
     /// Queues a message (the caller checked size and queue limits).
+    #[inline]
     pub fn push(&mut self, data: &[u8], fragment_bytes: usize, pool: &mut BufferPool) {
         let mut buf = pool.take(data.len());
         buf.extend_from_slice(data);
@@ -133,6 +134,16 @@ impl SendChannel {
             acked_bits,
         });
         self.next_id += 1;
+    }
+
+    /// Whether anything waits to be sent: an unsent fragment or a
+    /// retransmission (which the flow window may still hold back, see
+    /// [`SendChannel::has_sendable`]). Changes only in `push`, `write_frames`,
+    /// `on_fragment_lost` and `clear` (acknowledgements release messages that
+    /// were fully sent): the connection mirrors it in a bitmask.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.cursor < self.queue.len() || !self.retransmit.is_empty()
     }
 
     /// Whether `write_frames` would write something now.
@@ -162,7 +173,7 @@ impl SendChannel {
         fragment_bytes: usize,
         window_bytes: usize,
         pool: &mut BufferPool,
-        record: &mut dyn FnMut(FragmentRef, bool),
+        mut record: impl FnMut(FragmentRef, bool),
     ) -> usize {
         let mut written = 0;
         while let Some(&(id, index)) = self.retransmit.front() {
@@ -231,6 +242,7 @@ impl SendChannel {
     }
 
     /// Writes fragment `index` of `msg` if it fits; returns whether it did.
+    #[inline(always)]
     fn write_fragment(
         w: &mut Writer<'_>,
         channel: ChannelId,
@@ -251,12 +263,12 @@ impl SendChannel {
                 }),
             )
         };
-        if w.remaining() < data_header_len(msg.id, fragment, payload.len()) + payload.len() {
+        // Writes nothing unless the header and the payload fit.
+        if encode_data_header(w, channel, msg.id, fragment, payload.len()).is_err() {
             return false;
         }
-        encode_data_header(w, channel, msg.id, fragment, payload.len())
-            .and_then(|()| w.put_bytes(payload))
-            .expect("length checked above");
+        w.put_bytes(payload)
+            .expect("encode_data_header checked the payload fits");
         true
     }
 

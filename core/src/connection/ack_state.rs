@@ -37,6 +37,7 @@ impl AckState {
 
     /// Records an authenticated packet; `max_ack_delay` and
     /// `eliciting_threshold` are the configuration's.
+    #[inline(always)]
     pub fn on_packet_received(
         &mut self,
         now: Nanos,

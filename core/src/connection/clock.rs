@@ -43,12 +43,19 @@ impl Clock {
     }
 
     /// `now` in nanoseconds since the epoch (0 for an `Instant` before it).
+    #[inline]
     pub fn ticks(&mut self, now: Instant) -> Nanos {
         if now != self.last {
-            self.last = now;
-            self.last_ns = self.ticks_of(now);
+            self.convert(now);
         }
         self.last_ns
+    }
+
+    /// Converts and caches `now` (out of line: the cached case is inline).
+    #[inline(never)]
+    fn convert(&mut self, now: Instant) {
+        self.last = now;
+        self.last_ns = self.ticks_of(now);
     }
 
     /// `t` in nanoseconds since the epoch, without the cache (0 before it).

@@ -11,6 +11,8 @@
 
 mod ack_state;
 mod clock;
+mod recovery;
+mod schedule;
 mod sent;
 mod transmit;
 
@@ -33,7 +35,8 @@ use crate::varint::Reader;
 
 use ack_state::AckState;
 use clock::{span, Clock, Nanos, NEVER};
-use sent::{PacketState, SentPacket, SentPackets};
+use schedule::{channel_bit, SendSchedule};
+use sent::SentPackets;
 
 /// Packets at least this many numbers older than an acknowledged one are lost
 /// (RFC 9002's initial packet threshold: tolerates a little reordering).
@@ -151,9 +154,12 @@ pub struct Connection {
     send_channels: Vec<SendChannel>,
     /// What the send channels hold, all channels (checked on every `send`).
     queued: Queued,
-    /// Channel indices by descending priority.
-    send_order: Vec<ChannelId>,
-    round_robin: usize,
+    /// Bit `c` set: send channel `c` has something waiting to be sent
+    /// ([`SendChannel::has_pending`], kept up to date wherever that changes,
+    /// so `poll_transmit` learns there is no data in O(1)).
+    sendable: u64,
+    /// The order channels write into a packet.
+    schedule: SendSchedule,
     recv_channels: RecvChannels,
     inbox: Inbox,
     send_pool: BufferPool,
@@ -173,11 +179,11 @@ pub struct Connection {
     /// Messages sent plus delivered when last seen to change, and when.
     messages_seen: u64,
     messages_seen_at: Nanos,
-    /// What [`Connection::poll_timeout`] returns, kept up to date by every
-    /// call that can move it (`deadline` is [`NEVER`] when `deadline_at` is
-    /// `None`).
+    /// What [`Connection::poll_timeout`] returns ([`NEVER`]: `None`), kept
+    /// up to date by every call that can move it; turned into an `Instant`
+    /// only when asked for (it moves with most packets, and is not read
+    /// after each).
     deadline: Nanos,
-    deadline_at: Option<Instant>,
     /// When the key-update interval of a generation runs out, as
     /// `(generation plus one, time)`; `(0, _)` until computed (a generation's
     /// start never changes once set).
@@ -199,8 +205,7 @@ impl Connection {
             .enumerate()
             .map(|(i, c)| SendChannel::new(i as ChannelId, c))
             .collect();
-        let mut send_order: Vec<ChannelId> = (0..send_channels.len() as ChannelId).collect();
-        send_order.sort_by_key(|&i| std::cmp::Reverse(send_channels[i as usize].priority()));
+        let priorities: Vec<u8> = send_channels.iter().map(SendChannel::priority).collect();
         let recv_channels = RecvChannels::new(
             config.channels().iter().map(|c| c.kind),
             config.max_unreliable_reassemblies,
@@ -219,8 +224,8 @@ impl Connection {
             sent: SentPackets::new(),
             send_channels,
             queued: Queued::default(),
-            send_order,
-            round_robin: 0,
+            sendable: 0,
+            schedule: SendSchedule::new(&priorities),
             recv_channels,
             inbox: Inbox::new(POOLED_BUFFERS),
             send_pool: BufferPool::new(POOLED_BUFFERS),
@@ -238,7 +243,6 @@ impl Connection {
             messages_seen: 0,
             messages_seen_at: 0,
             deadline: NEVER,
-            deadline_at: None,
             key_interval_end: (0, NEVER),
             stats: ConnectionStats::default(),
             config,
@@ -304,6 +308,20 @@ impl Connection {
         self.queued.messages
     }
 
+    /// Checks the mask of channels with something to send against the
+    /// channels (debug builds).
+    fn debug_check_sendable(&self) {
+        debug_assert_eq!(
+            self.sendable,
+            self.send_channels
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.has_pending())
+                .fold(0, |m, (i, _)| m | channel_bit(i)),
+            "mask of the channels with something to send"
+        );
+    }
+
     /// Checks the running totals against the channels (debug builds).
     fn debug_check_queued(&self) {
         debug_assert_eq!(
@@ -356,6 +374,7 @@ impl Connection {
     ///
     /// Never drops silently: a message that cannot be queued is refused with the
     /// reason (too large for the channel, queue full, unknown channel, closed).
+    #[inline]
     pub fn send(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
         if self.state != State::Established {
             return Err(SendError::Closed);
@@ -378,6 +397,7 @@ impl Connection {
         }
         let fragment_bytes = self.config.fragment_bytes();
         self.send_channels[channel as usize].push(data, fragment_bytes, &mut self.send_pool);
+        self.sendable |= channel_bit(channel as usize);
         self.queued.bytes += data.len();
         self.queued.messages += 1;
         self.stats.messages_sent += 1;
@@ -388,6 +408,7 @@ impl Connection {
     /// previous buffer is kept for reuse): no allocation and no copy once the
     /// connection is warm. Returns the message's channel, or `None` if no
     /// message is waiting.
+    #[inline]
     pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<ChannelId> {
         let (channel, mut data) = self.inbox.queue.pop_front()?;
         self.inbox.bytes -= data.len();
@@ -601,165 +622,6 @@ impl Connection {
         }
     }
 
-    fn on_ack(&mut self, now: Nanos, ack: &crate::frame::AckFrame<'_>) -> Result<(), Violation> {
-        if ack.largest() >= self.next_pn {
-            return Err(Violation::AckOfUnsentPacket);
-        }
-        let mut largest_newly_acked: Option<(u64, Nanos)> = None;
-        let first_kept = self.sent.first_pn();
-        if ack.range_count() == 1 {
-            // The common case: one range, no pairs to decode.
-            let (lo, hi) = (ack.smallest(), ack.largest());
-            if hi >= first_kept {
-                self.on_range_acked(
-                    lo.max(first_kept),
-                    hi,
-                    ack.largest(),
-                    &mut largest_newly_acked,
-                );
-            }
-        } else {
-            for range in ack.ranges() {
-                let (lo, hi) = (*range.start(), *range.end());
-                if hi < first_kept {
-                    break;
-                }
-                self.on_range_acked(
-                    lo.max(first_kept),
-                    hi,
-                    ack.largest(),
-                    &mut largest_newly_acked,
-                );
-            }
-        }
-        self.largest_acked = Some(
-            self.largest_acked
-                .map_or(ack.largest(), |l| l.max(ack.largest())),
-        );
-        if let Some((pn, time_sent)) = largest_newly_acked {
-            if pn == ack.largest() {
-                let delay = ack
-                    .ack_delay_us()
-                    .saturating_mul(NANOS_PER_MICRO)
-                    .min(self.timing.max_ack_delay);
-                self.rtt.update_nanos(now.saturating_sub(time_sent), delay);
-            }
-            self.pto_backoff = 0;
-        }
-        self.sent.pop_resolved();
-        if self.detect_lost(now) {
-            self.sent.pop_resolved();
-        }
-        Ok(())
-    }
-
-    /// Resolves the packets `lo..=hi` of an ACK frame whose largest is
-    /// `frame_largest`, noting the largest newly acknowledged one and when it
-    /// was sent.
-    fn on_range_acked(
-        &mut self,
-        lo: u64,
-        hi: u64,
-        frame_largest: u64,
-        largest_newly_acked: &mut Option<(u64, Nanos)>,
-    ) {
-        for pn in lo..=hi {
-            let packet = match self.sent.resolve(pn, PacketState::Resolved) {
-                Ok(packet) => packet,
-                Err(PacketState::Lost) => {
-                    // Declared lost, yet it arrived: the link reorders more than
-                    // we allowed for. Be more patient from now on.
-                    self.stats.spurious_losses += 1;
-                    let distance = frame_largest - pn + 1;
-                    self.packet_threshold = self
-                        .packet_threshold
-                        .max(distance)
-                        .min(MAX_PACKET_THRESHOLD);
-                    self.time_threshold_eighths =
-                        (self.time_threshold_eighths + 1).min(MAX_TIME_THRESHOLD_EIGHTHS);
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            if largest_newly_acked.is_none_or(|(l, _)| pn > l) {
-                *largest_newly_acked = Some((pn, packet.time_sent));
-            }
-            self.on_packet_acked(pn, &packet);
-        }
-    }
-
-    fn on_packet_acked(&mut self, pn: u64, packet: &SentPacket) {
-        self.keys.on_packet_acked(pn);
-        if let Some(largest) = packet.largest_ack_sent {
-            // The peer has seen an ACK up to `largest`; it need not hear of them again.
-            self.ack.ranges.remove_below(largest + 1);
-        }
-        for f in self.sent.frames_of(packet) {
-            let channel = &mut self.send_channels[f.channel as usize];
-            let bytes = channel.queued_bytes();
-            let completed = channel.on_fragment_acked(f.message_id, f.index, &mut self.send_pool);
-            self.queued.bytes -= bytes - channel.queued_bytes();
-            self.queued.messages -= completed;
-        }
-    }
-
-    /// Declares lost the packets that the acknowledgements show are missing
-    /// (PROTOCOL.md §6.3) and arms the timer for those not yet overdue.
-    /// Returns whether any was declared lost.
-    fn detect_lost(&mut self, now: Nanos) -> bool {
-        self.loss_time = NEVER;
-        let Some(largest) = self.largest_acked else {
-            return false;
-        };
-        // The common case, in O(1): no record is kept below the largest
-        // acknowledged packet (resolved records are popped from the front).
-        let first = self.sent.first_pn();
-        if first >= largest {
-            return false;
-        }
-        let loss_delay = self
-            .rtt
-            .loss_delay_nanos()
-            .saturating_mul(u64::from(self.time_threshold_eighths))
-            / 9;
-        let threshold = self.packet_threshold;
-        let mut any_lost = false;
-        // Records run contiguously from `first` to past `largest` (it was
-        // sent): one pass over those below it.
-        for pn in first..largest {
-            let Some(sent) = self.sent.in_flight_sent_at(pn) else {
-                continue;
-            };
-            let lost_at = sent.saturating_add(loss_delay);
-            if largest - pn >= threshold || lost_at <= now {
-                self.declare_lost(pn);
-                any_lost = true;
-            } else {
-                self.loss_time = self.loss_time.min(lost_at);
-            }
-        }
-        any_lost
-    }
-
-    fn declare_lost(&mut self, pn: u64) {
-        let Ok(packet) = self.sent.resolve(pn, PacketState::Lost) else {
-            return;
-        };
-        self.stats.packets_lost += 1;
-        for f in self.sent.frames_of(&packet) {
-            self.send_channels[f.channel as usize].on_fragment_lost(f.message_id, f.index);
-        }
-    }
-
-    /// When the probe timer fires ([`NEVER`] if not armed).
-    fn pto_deadline(&self) -> Nanos {
-        let Some(last) = self.sent.last_eliciting_sent() else {
-            return NEVER;
-        };
-        let pto = self.rtt.pto_nanos(self.timing.max_ack_delay);
-        last.saturating_add(pto.saturating_mul(1 << self.pto_backoff))
-    }
-
     /// Processes timers whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, at: Instant) {
         self.on_timeout(at);
@@ -847,20 +709,17 @@ impl Connection {
             self.compute_deadline(),
             "the cached deadline is stale"
         );
-        self.deadline_at
+        (self.deadline != NEVER).then(|| self.clock.instant(self.deadline))
     }
 
     /// Brings the cached [`Connection::poll_timeout`] up to date; called by
     /// every public method that can move it.
     fn refresh_deadline(&mut self) {
-        let deadline = self.compute_deadline();
-        if deadline != self.deadline {
-            self.deadline = deadline;
-            self.deadline_at = (deadline != NEVER).then(|| self.clock.instant(deadline));
-        }
+        self.deadline = self.compute_deadline();
     }
 
     /// The next deadline, from scratch ([`NEVER`] once closed).
+    #[inline]
     fn compute_deadline(&self) -> Nanos {
         match self.state {
             State::Closed => return NEVER,
@@ -910,6 +769,7 @@ impl Connection {
             c.clear(&mut self.send_pool);
         }
         self.queued = Queued::default();
+        self.sendable = 0;
         self.recv_channels.clear(&mut self.inbox.pool);
         self.sent.clear();
         self.ack = AckState::new();

@@ -1,6 +1,8 @@
 //! Invariants of the connection's caches under random operations: the cached
-//! deadline is always the one computed from scratch, and the running totals
-//! of the send queues are always the channels' sums.
+//! deadline is always the one computed from scratch, the running totals of
+//! the send queues are always the channels' sums, the mask of channels with
+//! something to send names exactly those channels, and `may_transmit` never
+//! says no when `poll_transmit` would send.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +78,13 @@ fn check(conn: &Connection) {
         (conn.queued_bytes(), conn.queued_messages()),
         (bytes, messages)
     );
+    for (c, channel) in conn.send_channels.iter().enumerate() {
+        assert_eq!(
+            conn.sendable & schedule::channel_bit(c) != 0,
+            channel.has_pending(),
+            "sendable bit of channel {c}"
+        );
+    }
 }
 
 proptest! {
@@ -107,7 +116,12 @@ proptest! {
                         (&mut server, &mut client)
                     };
                     let mut i = 0;
-                    while let Some(n) = from.poll_transmit(now, &mut buf) {
+                    loop {
+                        let may = from.may_transmit(now);
+                        let Some(n) = from.poll_transmit(now, &mut buf) else {
+                            break;
+                        };
+                        assert!(may, "may_transmit said no, poll_transmit sent");
                         check(from);
                         if drop_mask & (1 << (i % 8)) == 0 {
                             let _ = to.handle_datagram(now, &mut buf[..n]);

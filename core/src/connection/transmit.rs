@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use super::clock::Nanos;
+use super::schedule::channel_bit;
 use super::sent::{PacketState, SentPacket};
 use super::{Connection, State, MAX_PACKET_NUMBER, NANOS_PER_MICRO};
 use crate::crypto::TAG_BYTES;
@@ -30,6 +31,41 @@ impl Connection {
         len
     }
 
+    /// Whether [`Connection::poll_transmit`] at `now` may return a datagram
+    /// (`false`: it would return `None`), at a fraction of its cost: what an
+    /// endpoint asks after a datagram went out, instead of calling
+    /// `poll_transmit` once more for nothing. Like `poll_transmit`, it starts
+    /// a key update that is due.
+    pub(crate) fn may_transmit(&mut self, at: Instant) -> bool {
+        match self.state {
+            State::Closed => return false,
+            State::Closing { .. } => return true,
+            State::Established => {}
+        }
+        // A superset of `transmit`'s conditions (a pending channel may still
+        // be held back by its flow window), cheapest first.
+        if self.sendable != 0 || self.ping_pending || self.next_pn >= MAX_PACKET_NUMBER {
+            return true;
+        }
+        let now = self.clock.ticks(at);
+        if self.ack.is_due(now)
+            || now
+                >= self
+                    .last_sent
+                    .saturating_add(self.timing.keep_alive_interval)
+        {
+            return true;
+        }
+        // Nothing to send, so `poll_transmit` will not be called: do what it
+        // does first, start a key update that is due (its frame waits for
+        // the next packet).
+        if self.key_update_due(now) {
+            self.keys.initiate(at);
+            self.refresh_deadline();
+        }
+        false
+    }
+
     /// [`Connection::poll_transmit`] but for the cached deadline.
     fn transmit(&mut self, at: Instant, buf: &mut [u8]) -> Option<usize> {
         let max = self.config.max_datagram_bytes;
@@ -37,6 +73,7 @@ impl Connection {
             return None;
         }
         let buf = &mut buf[..max];
+        self.debug_check_sendable();
         let close_code = match self.state {
             State::Closed => return None,
             State::Closing { code, packets_left } => {
@@ -65,12 +102,11 @@ impl Connection {
         }
 
         let window_bytes = self.config.reliable_window_bytes;
+        // Only channels with something pending can have something sendable.
         let data_ready = close_code.is_none()
+            && self.sendable != 0
             && self.sent.in_flight() < self.config.max_in_flight_packets
-            && self
-                .send_channels
-                .iter()
-                .any(|c| c.has_sendable(window_bytes));
+            && self.any_sendable(window_bytes);
         let ping_due = close_code.is_none()
             && (self.ping_pending
                 || now
@@ -112,52 +148,33 @@ impl Connection {
             }
             if data_ready {
                 let fragment_bytes = self.config.fragment_bytes();
-                let sent = &mut self.sent;
-                let stats = &mut self.stats;
-                let mut record = |f, retransmission| {
-                    sent.push_frame(f);
-                    if retransmission {
-                        stats.frames_retransmitted += 1;
+                for ch in self.schedule.turn(self.sendable) {
+                    // A channel the flow window holds back writes nothing.
+                    let channel = &mut self.send_channels[ch];
+                    let held = (channel.queued_bytes(), channel.queued_messages());
+                    let sent = &mut self.sent;
+                    let stats = &mut self.stats;
+                    let written = channel.write_frames(
+                        &mut w,
+                        fragment_bytes,
+                        window_bytes,
+                        &mut self.send_pool,
+                        |f, retransmission| {
+                            sent.push_frame(f);
+                            if retransmission {
+                                stats.frames_retransmitted += 1;
+                            }
+                        },
+                    );
+                    if written > 0 {
+                        eliciting = true;
                     }
-                };
-                let n = self.send_order.len();
-                self.round_robin = self.round_robin.wrapping_add(1);
-                let mut i = 0;
-                while i < n {
-                    // A run of channels of equal priority, visited from a rotating start.
-                    let priority = self.send_channels[self.send_order[i] as usize].priority();
-                    let mut j = i;
-                    while j < n
-                        && self.send_channels[self.send_order[j] as usize].priority() == priority
-                    {
-                        j += 1;
+                    // Unreliable messages leave the queue once sent.
+                    self.queued.bytes -= held.0 - channel.queued_bytes();
+                    self.queued.messages -= held.1 - channel.queued_messages();
+                    if !channel.has_pending() {
+                        self.sendable &= !channel_bit(ch);
                     }
-                    let run = j - i;
-                    // One division per run, not per channel.
-                    let mut at = self.round_robin % run;
-                    for _ in 0..run {
-                        let ch = self.send_order[i + at] as usize;
-                        at = if at + 1 == run { 0 } else { at + 1 };
-                        if !self.send_channels[ch].has_sendable(window_bytes) {
-                            continue;
-                        }
-                        let channel = &mut self.send_channels[ch];
-                        let held = (channel.queued_bytes(), channel.queued_messages());
-                        if channel.write_frames(
-                            &mut w,
-                            fragment_bytes,
-                            window_bytes,
-                            &mut self.send_pool,
-                            &mut record,
-                        ) > 0
-                        {
-                            eliciting = true;
-                        }
-                        // Unreliable messages leave the queue once sent.
-                        self.queued.bytes -= held.0 - channel.queued_bytes();
-                        self.queued.messages -= held.1 - channel.queued_messages();
-                    }
-                    i = j;
                 }
             }
             if ping_due && !eliciting && Frame::Ping.encode(&mut w).is_ok() {
@@ -213,6 +230,19 @@ impl Connection {
             self.stats.ack_only_packets_sent += 1;
         }
         Some(len)
+    }
+
+    /// Whether a channel of the `sendable` mask may write now (the flow
+    /// window may hold back a reliable one).
+    fn any_sendable(&self, window_bytes: usize) -> bool {
+        let mut bits = self.sendable;
+        while bits != 0 {
+            if self.send_channels[bits.trailing_zeros() as usize].has_sendable(window_bytes) {
+                return true;
+            }
+            bits &= bits - 1;
+        }
+        false
     }
 
     /// Whether an automatic key update is due (see

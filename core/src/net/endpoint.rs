@@ -5,10 +5,14 @@
 //! Tokio) wrap it.
 //!
 //! Work is proportional to the peers that have some, not to all peers: a
-//! queue holds the peers that may have a datagram to send (touched by a
-//! datagram, a send, a timer or the application) and a min-heap holds every
-//! peer's next deadline, so a server with thousands of idle clients does not
-//! visit them on each service call.
+//! queue holds the peers that may have a datagram to send (after a datagram
+//! or a transmit that leaves one to send, a send, a timer or the
+//! application; the connection's `may_transmit` tells cheaply, so a peer is
+//! not visited once more for nothing) and an indexed min-heap
+//! holds every peer's next deadline (see `deadlines`), so a server with
+//! thousands of idle clients does not visit them on each service call.
+//! Peers live in numbered slots: the connection-ID table and the queues lead
+//! straight to a peer's slot, and only calls naming a [`PeerId`] look it up.
 //!
 //! Address binding follows RFC 9000 §9.3: a peer's address is set, or moved, only
 //! by an authenticated packet that carries the highest packet number seen so
@@ -16,13 +20,13 @@
 //! replay window or is not the newest, so it can bind nothing; a client whose NAT
 //! rebinds keeps its session with its next packet.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::deadlines::Deadlines;
 use crate::config::{ChannelId, TransportConfig};
 use crate::connection::{Connection, Event, SessionKeys};
 use crate::error::{DisconnectReason, SendError};
@@ -57,11 +61,19 @@ pub struct EndpointStats {
     pub address_changes: u64,
 }
 
-/// One peer. Boxed in the endpoint's table: a `Connection` is a few KiB, and
-/// a hash table of them by value would also pay that for each free slot (up
-/// to half the table).
+/// Where a peer is: its slot, and its ID to tell it from a later peer in the
+/// same slot (queue entries may outlive their peer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Handle {
+    slot: u32,
+    id: PeerId,
+}
+
+/// One peer. Boxed in the endpoint's slots: a `Connection` is a few KiB, and
+/// a table of them by value would also pay that for each free slot.
 #[derive(Debug)]
 struct Peer {
+    handle: Handle,
     conn: Connection,
     /// Where to send; `None` until the first authenticated datagram (server side).
     addr: Option<SocketAddr>,
@@ -71,7 +83,7 @@ struct Peer {
     ready: bool,
     /// Whether the peer is in the `sending` queue.
     sending: bool,
-    /// The deadline this peer is filed under in the timer heap.
+    /// The deadline this peer is filed under in the endpoint's deadlines.
     timer: Option<Instant>,
 }
 
@@ -86,34 +98,31 @@ impl Peer {
         }
     }
 
-    /// Puts the peer (`id`) in the `sending` queue unless it is there.
-    fn queue_to_send(&mut self, id: PeerId, sending: &mut VecDeque<PeerId>) {
+    /// Puts the peer in the `sending` queue unless it is there.
+    fn queue_to_send(&mut self, sending: &mut VecDeque<Handle>) {
         if !self.sending {
             self.sending = true;
-            sending.push_back(id);
+            sending.push_back(self.handle);
         }
     }
 
-    /// Files the peer's deadline in the timer heap if it moved (the entry
-    /// filed before goes stale). Filing only deadlines that moved earlier
-    /// would push less, but every peer that was busy would then wake once for
-    /// nothing after going quiet.
-    fn file_timer(&mut self, id: PeerId, timers: &mut BinaryHeap<Reverse<(Instant, PeerId)>>) {
+    /// Files the peer's deadline if it moved: its one entry in `deadlines`
+    /// is updated in place.
+    #[inline(always)]
+    fn file_timer(&mut self, deadlines: &mut Deadlines<(Instant, PeerId)>) {
         let deadline = self.deadline();
         if deadline != self.timer {
             self.timer = deadline;
-            if let Some(t) = deadline {
-                timers.push(Reverse((t, id)));
-            }
+            deadlines.set(self.handle.slot, deadline.map(|t| (t, self.handle.id)));
         }
     }
 
     /// Moves the connection's events to `events`.
-    fn collect_events(&mut self, id: PeerId, events: &mut VecDeque<PeerEvent>) {
+    fn collect_events(&mut self, events: &mut VecDeque<PeerEvent>) {
         while let Some(Event::Disconnected(reason)) = self.conn.poll_event() {
             if self.announced {
                 self.announced = false;
-                events.push_back(PeerEvent::Disconnected(id, reason));
+                events.push_back(PeerEvent::Disconnected(self.handle.id, reason));
             }
         }
     }
@@ -122,6 +131,15 @@ impl Peer {
     fn is_finished(&self) -> bool {
         self.conn.is_closed() && self.conn.pending_messages() == 0
     }
+}
+
+/// The peer a handle names, if it is still there.
+#[inline]
+fn peer_at(slots: &mut [Option<Box<Peer>>], handle: Handle) -> Option<&mut Peer> {
+    slots
+        .get_mut(handle.slot as usize)?
+        .as_deref_mut()
+        .filter(|p| p.handle.id == handle.id)
 }
 
 /// Hashes the endpoint's 64-bit keys, peer IDs and connection IDs, with one
@@ -193,25 +211,30 @@ impl Hasher for IdHasher {
 #[derive(Debug)]
 pub struct Endpoint {
     config: Arc<TransportConfig>,
-    peers: HashMap<PeerId, Box<Peer>, IdHashBuilder>,
-    by_cid: HashMap<ConnectionId, PeerId, IdHashBuilder>,
+    /// The peers, by slot; a free slot is `None` and listed in `free_slots`.
+    slots: Vec<Option<Box<Peer>>>,
+    free_slots: Vec<u32>,
+    /// Slot of each peer, by ID (calls from the application).
+    by_id: HashMap<PeerId, u32, IdHashBuilder>,
+    /// Slot of each peer, by local connection ID (incoming datagrams).
+    by_cid: HashMap<ConnectionId, u32, IdHashBuilder>,
     /// Peer IDs in the order they were added.
     order: Vec<PeerId>,
     /// Peers that may have a datagram to send, served round-robin.
-    sending: VecDeque<PeerId>,
-    /// Every peer's next deadline, earliest first; an entry whose deadline is
-    /// not its peer's `timer` any more is stale and skipped.
-    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    sending: VecDeque<Handle>,
+    /// Every peer's next deadline and ID (the order of peers due together),
+    /// by slot.
+    deadlines: Deadlines<(Instant, PeerId)>,
     /// Peers the application reached through `connection_mut`, rescheduled
     /// at the next call that can.
     touched: Vec<PeerId>,
     /// Scratch for `handle_timeout` (kept for its capacity).
-    due: Vec<PeerId>,
+    due: Vec<Handle>,
     /// Peers visited by `poll_transmit` and `handle_timeout` (tests).
     #[cfg(test)]
     visits: u64,
     /// Peers with delivered messages, in arrival order.
-    ready: VecDeque<PeerId>,
+    ready: VecDeque<Handle>,
     events: VecDeque<PeerEvent>,
     next_peer: PeerId,
     stats: EndpointStats,
@@ -233,11 +256,13 @@ impl Endpoint {
     pub fn new(config: Arc<TransportConfig>) -> Self {
         Self {
             config,
-            peers: HashMap::with_hasher(IdHashBuilder::new()),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_id: HashMap::with_hasher(IdHashBuilder::new()),
             by_cid: HashMap::with_hasher(IdHashBuilder::new()),
             order: Vec::new(),
             sending: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            deadlines: Deadlines::new(),
             touched: Vec::new(),
             due: Vec::new(),
             #[cfg(test)]
@@ -270,64 +295,99 @@ impl Endpoint {
         let conn = Connection::new(self.config.clone(), keys, now)?;
         let id = self.next_peer;
         self.next_peer += 1;
-        self.by_cid.insert(cid, id);
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 peers")
+            }
+        };
+        let handle = Handle { slot, id };
+        self.slots[slot as usize] = Some(Box::new(Peer {
+            handle,
+            conn,
+            addr,
+            announced: false,
+            ready: false,
+            sending: false,
+            timer: None,
+        }));
+        self.by_cid.insert(cid, slot);
+        self.by_id.insert(id, slot);
         self.order.push(id);
-        self.peers.insert(
-            id,
-            Box::new(Peer {
-                conn,
-                addr,
-                announced: false,
-                ready: false,
-                sending: false,
-                timer: None,
-            }),
-        );
-        self.touch(id);
+        self.touch(handle);
         Ok(id)
+    }
+
+    /// The handle of peer `id`, if it exists.
+    #[inline]
+    fn handle(&self, id: PeerId) -> Option<Handle> {
+        let slot = *self.by_id.get(&id)?;
+        Some(Handle { slot, id })
+    }
+
+    /// Peer `id`, if it exists.
+    fn peer(&self, id: PeerId) -> Option<&Peer> {
+        let slot = *self.by_id.get(&id)?;
+        self.slots[slot as usize].as_deref()
+    }
+
+    /// Peer `id`, mutable, if it exists.
+    fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        let slot = *self.by_id.get(&id)?;
+        self.slots[slot as usize].as_deref_mut()
     }
 
     /// After anything that may have changed a peer's connection: it may have
     /// something to send, and its deadline may have moved.
-    fn touch(&mut self, id: PeerId) {
-        let Some(peer) = self.peers.get_mut(&id) else {
+    fn touch(&mut self, handle: Handle) {
+        let Some(peer) = peer_at(&mut self.slots, handle) else {
             return;
         };
-        peer.queue_to_send(id, &mut self.sending);
-        peer.file_timer(id, &mut self.timers);
-        self.compact_timers();
+        peer.queue_to_send(&mut self.sending);
+        peer.file_timer(&mut self.deadlines);
     }
 
-    /// Stale entries pile up as deadlines move: drops them when they
-    /// dominate, in place (the heap keeps its capacity: no allocation).
-    fn compact_timers(&mut self) {
-        if self.timers.len() > 2 * self.peers.len() + 64 {
-            let peers = &self.peers;
-            self.timers
-                .retain(|Reverse((t, id))| peers.get(id).is_some_and(|p| p.timer == Some(*t)));
+    /// Reschedules the peers handed out by `connection_mut` (usually none:
+    /// the check is inline, the work out of line).
+    #[inline]
+    fn touch_pending(&mut self) {
+        if !self.touched.is_empty() {
+            self.touch_touched();
         }
     }
 
-    /// Reschedules the peers handed out by `connection_mut`.
-    fn touch_pending(&mut self) {
+    /// [`Endpoint::touch_pending`] when some were handed out.
+    #[inline(never)]
+    fn touch_touched(&mut self) {
         while let Some(id) = self.touched.pop() {
-            self.touch(id);
+            if let Some(handle) = self.handle(id) {
+                self.touch(handle);
+            }
         }
     }
 
     /// Forgets a peer whose connection is over.
-    fn remove(&mut self, id: PeerId) {
-        if let Some(p) = self.peers.remove(&id) {
-            self.by_cid.remove(&p.conn.local_cid());
-            if let Some(i) = self.order.iter().position(|&x| x == id) {
-                self.order.remove(i);
-            }
+    fn remove(&mut self, handle: Handle) {
+        let Some(slot) = self.slots.get_mut(handle.slot as usize) else {
+            return;
+        };
+        if slot.as_ref().is_none_or(|p| p.handle != handle) {
+            return;
+        }
+        let p = slot.take().expect("checked above");
+        self.free_slots.push(handle.slot);
+        self.deadlines.set(handle.slot, None);
+        self.by_id.remove(&handle.id);
+        self.by_cid.remove(&p.conn.local_cid());
+        if let Some(i) = self.order.iter().position(|&x| x == handle.id) {
+            self.order.remove(i);
         }
     }
 
     /// Number of peers (connected or waiting for their first datagram).
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.by_id.len()
     }
 
     /// IDs of all peers.
@@ -337,31 +397,31 @@ impl Endpoint {
 
     /// Whether `peer` exists and its connection is established.
     pub fn is_connected(&self, peer: PeerId) -> bool {
-        self.peers
-            .get(&peer)
-            .is_some_and(|p| p.conn.is_established())
+        self.peer(peer).is_some_and(|p| p.conn.is_established())
     }
 
     /// The address a peer is reached at, once known.
     pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
-        self.peers.get(&peer)?.addr
+        self.peer(peer)?.addr
     }
 
     /// A peer's connection.
     pub fn connection(&self, peer: PeerId) -> Option<&Connection> {
-        self.peers.get(&peer).map(|p| &p.conn)
+        self.peer(peer).map(|p| &p.conn)
     }
 
     /// A peer's connection, mutable.
     pub fn connection_mut(&mut self, peer: PeerId) -> Option<&mut Connection> {
-        let p = self.peers.get_mut(&peer)?;
+        let slot = *self.by_id.get(&peer)?;
         self.touched.push(peer);
-        Some(&mut p.conn)
+        self.slots[slot as usize]
+            .as_deref_mut()
+            .map(|p| &mut p.conn)
     }
 
     /// A peer's statistics.
     pub fn peer_stats(&self, peer: PeerId) -> Option<ConnectionStats> {
-        self.peers.get(&peer).map(|p| p.conn.stats())
+        self.peer(peer).map(|p| p.conn.stats())
     }
 
     /// Drops counted before any connection saw the datagram.
@@ -387,19 +447,22 @@ impl Endpoint {
             self.stats.malformed += 1;
             return None;
         };
-        let Some(&id) = self.by_cid.get(&cid) else {
+        let Some(&slot) = self.by_cid.get(&cid) else {
             self.stats.unknown_connection += 1;
             return None;
         };
-        let peer = self.peers.get_mut(&id).expect("by_cid and peers agree");
+        let peer = self.slots[slot as usize]
+            .as_deref_mut()
+            .expect("by_cid names occupied slots");
+        let handle = peer.handle;
         let before = peer.conn.largest_received();
         if peer.conn.handle_datagram(now, datagram).is_err() {
             self.stats.rejected += 1;
             // A rejection changes nothing, but for a connection closed by
             // too many failed authentications.
             if !peer.conn.is_established() {
-                self.collect_events(id);
-                self.touch(id);
+                peer.collect_events(&mut self.events);
+                self.touch(handle);
             }
             return None;
         }
@@ -413,25 +476,28 @@ impl Endpoint {
         }
         if !peer.announced && peer.conn.is_established() {
             peer.announced = true;
-            self.events.push_back(PeerEvent::Connected(id));
+            self.events.push_back(PeerEvent::Connected(handle.id));
         }
         if !peer.ready && peer.conn.pending_messages() > 0 {
             peer.ready = true;
-            self.ready.push_back(id);
+            self.ready.push_back(handle);
         }
-        peer.collect_events(id, &mut self.events);
-        peer.queue_to_send(id, &mut self.sending);
-        peer.file_timer(id, &mut self.timers);
-        self.compact_timers();
-        Some(id)
+        peer.collect_events(&mut self.events);
+        // An ACK owed now, or an answer: the connection says if it has one
+        // (anything later comes with its deadline).
+        if peer.conn.may_transmit(now) {
+            peer.queue_to_send(&mut self.sending);
+        }
+        peer.file_timer(&mut self.deadlines);
+        Some(handle.id)
     }
 
     /// Takes the next message from any peer, swapping it into `out` (see
     /// [`Connection::recv_into`]). Peers are served in the order their messages
     /// arrived.
     pub fn recv_into(&mut self, out: &mut Vec<u8>) -> Option<(PeerId, ChannelId)> {
-        while let Some(&id) = self.ready.front() {
-            let Some(peer) = self.peers.get_mut(&id) else {
+        while let Some(&handle) = self.ready.front() {
+            let Some(peer) = peer_at(&mut self.slots, handle) else {
                 self.ready.pop_front();
                 continue;
             };
@@ -442,10 +508,10 @@ impl Endpoint {
                         self.ready.pop_front();
                         if peer.conn.is_closed() {
                             // Its last message is out: it can go.
-                            self.touch(id);
+                            self.touch(handle);
                         }
                     }
-                    return Some((id, channel));
+                    return Some((handle.id, channel));
                 }
                 None => {
                     peer.ready = false;
@@ -468,24 +534,28 @@ impl Endpoint {
 
     /// Queues a message for a peer.
     pub fn send(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> Result<(), SendError> {
-        let p = self.peers.get_mut(&peer).ok_or(SendError::Closed)?;
+        let slot = *self.by_id.get(&peer).ok_or(SendError::Closed)?;
+        let p = self.slots[slot as usize]
+            .as_deref_mut()
+            .expect("by_id names occupied slots");
         p.conn.send(channel, data)?;
-        p.queue_to_send(peer, &mut self.sending);
+        p.queue_to_send(&mut self.sending);
         Ok(())
     }
 
     /// Closes a peer's connection with `code`; it leaves once the peer is told.
     pub fn disconnect(&mut self, peer: PeerId, code: u32) {
-        if let Some(p) = self.peers.get_mut(&peer) {
+        if let Some(p) = self.peer_mut(peer) {
             p.conn.close(code);
+            let handle = p.handle;
             if p.announced {
+                p.announced = false;
                 self.events.push_back(PeerEvent::Disconnected(
                     peer,
                     DisconnectReason::ClosedLocally { code },
                 ));
-                p.announced = false;
             }
-            self.touch(peer);
+            self.touch(handle);
         }
     }
 
@@ -494,27 +564,31 @@ impl Endpoint {
     /// turns, one datagram each.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         self.touch_pending();
-        while let Some(id) = self.sending.pop_front() {
+        while let Some(handle) = self.sending.pop_front() {
             #[cfg(test)]
             {
                 self.visits += 1;
             }
-            let Some(peer) = self.peers.get_mut(&id) else {
+            let Some(peer) = peer_at(&mut self.slots, handle) else {
                 continue;
             };
             if let Some(addr) = peer.addr {
                 if let Some(len) = peer.conn.poll_transmit(now, buf) {
-                    // It may have more: back of the queue, after the others.
-                    self.sending.push_back(id);
-                    peer.collect_events(id, &mut self.events);
-                    peer.file_timer(id, &mut self.timers);
-                    self.compact_timers();
+                    if peer.conn.may_transmit(now) || peer.conn.is_closed() {
+                        // It may have more (or be finished, which the next
+                        // visit sees): back of the queue, after the others.
+                        self.sending.push_back(handle);
+                    } else {
+                        peer.sending = false;
+                    }
+                    peer.collect_events(&mut self.events);
+                    peer.file_timer(&mut self.deadlines);
                     return Some((addr, len));
                 }
             }
             peer.sending = false;
             if peer.is_finished() {
-                self.remove(id);
+                self.remove(handle);
             }
         }
         None
@@ -526,14 +600,14 @@ impl Endpoint {
         !self.sending.is_empty() || !self.touched.is_empty()
     }
 
-    /// The next deadline of any connection (possibly early: a wake-up that
-    /// finds nothing due costs one heap look).
+    /// The next deadline of any connection (exact for the peers filed; a peer
+    /// handed out by `connection_mut` counts with its current deadline).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let filed = self.timers.peek().map(|Reverse((t, _))| *t);
+        let filed = self.deadlines.peek().map(|((t, _), _)| t);
         let touched = self
             .touched
             .iter()
-            .filter_map(|id| self.peers.get(id)?.deadline());
+            .filter_map(|&id| self.peer(id)?.deadline());
         filed.into_iter().chain(touched).min()
     }
 
@@ -543,46 +617,34 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.touch_pending();
         let mut due = std::mem::take(&mut self.due);
-        while let Some(&Reverse((t, id))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(peer) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            if peer.timer != Some(t) {
-                continue; // stale: the peer was rescheduled since
-            }
+        // Every key of time `now` is at or below `(now, PeerId::MAX)`.
+        while let Some((_, slot)) = self.deadlines.pop_due((now, PeerId::MAX)) {
+            let peer = self.slots[slot as usize]
+                .as_deref_mut()
+                .expect("deadlines are filed for occupied slots");
             peer.timer = None;
-            due.push(id);
+            due.push(peer.handle);
         }
-        for &id in &due {
+        for &handle in &due {
             #[cfg(test)]
             {
                 self.visits += 1;
             }
-            let Some(peer) = self.peers.get_mut(&id) else {
+            let Some(peer) = peer_at(&mut self.slots, handle) else {
                 continue;
             };
             if peer.deadline().is_some_and(|d| d <= now) {
                 peer.conn.handle_timeout(now);
-                self.collect_events(id);
+                peer.collect_events(&mut self.events);
             }
-            if self.peers[&id].is_finished() {
-                self.remove(id);
+            if peer.is_finished() {
+                self.remove(handle);
             } else {
-                self.touch(id);
+                self.touch(handle);
             }
         }
         due.clear();
         self.due = due;
-    }
-
-    /// Moves a connection's events to the endpoint's queue.
-    fn collect_events(&mut self, id: PeerId) {
-        let peer = self.peers.get_mut(&id).expect("peer exists");
-        peer.collect_events(id, &mut self.events);
     }
 }
 
@@ -824,8 +886,9 @@ mod tests {
             assert_eq!(sent, 1);
             server.handle_timeout(t);
         }
-        // Each round: the chatty peer twice in poll_transmit (its datagram,
-        // then nothing more), perhaps once for a timer. Never the other 999.
+        // Each round: the chatty peer once in poll_transmit (its datagram;
+        // it says when it has nothing more), perhaps once for a timer. Never
+        // the other 999.
         let visits = server.visits - before;
         assert!(visits <= 300, "{visits} visits for 100 rounds");
         // Their timers still run: an idle timeout reaches every one of them.

@@ -19,6 +19,7 @@ pub mod async_socket;
 #[allow(unsafe_code)] // the crate's only unsafe code: see the module docs
 mod batch;
 pub mod client;
+mod deadlines;
 pub mod endpoint;
 mod io;
 pub mod server;
