@@ -1,7 +1,9 @@
 //! The sending side of [`Connection`]: [`Connection::poll_transmit`] builds
 //! each datagram (ACK first, then a KEY_UPDATE, then data from the channels by
 //! priority and in turns, then a PING if nothing else elicits an
-//! acknowledgement), seals it and records it for loss detection.
+//! acknowledgement), seals it and records it for loss detection; and
+//! `may_transmit`, the cheap check an endpoint makes instead of a
+//! `poll_transmit` that would return `None`.
 
 use std::time::Instant;
 
