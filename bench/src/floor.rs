@@ -9,7 +9,7 @@
 //!   round trip and nothing else: the floor of any ChaCha20-Poly1305 transport
 //!   on this machine, whatever its protocol.
 //! * **sans-IO FastNet** (`fastnet-sansio-*` rows, diagnostics): FastNet's
-//!   protocol state machines, a client [`Connection`] and a server [`Endpoint`],
+//!   protocol state machines, a client [`Connection`](fastnet::Connection) and a server [`Endpoint`],
 //!   driven by the raw UDP loops instead of FastNet's drivers. Keys come from
 //!   [`fastnet::sim::session_keys_pair`] (no handshake: both processes derive
 //!   them from [`SANS_IO_SEED`]).
