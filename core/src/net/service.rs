@@ -23,6 +23,10 @@ const MAX_WAIT: Duration = Duration::from_millis(2);
 /// Shortest socket timeout (zero means "block forever" to the OS).
 const MIN_WAIT: Duration = Duration::from_micros(100);
 
+/// Turns of a budgeted busy-wait between two yields of the processor (a turn
+/// is a service pass and an empty read, a fraction of a microsecond).
+const BUSY_WAIT_TURNS_PER_YIELD: u32 = 8;
+
 /// Calls closer together than this make a tight loop (see [`ReadPace`]): a
 /// game that spins on `service()` calls every microsecond or so, a ping-pong
 /// in `service_for` every few tens, while a game servicing once per frame
@@ -159,6 +163,7 @@ pub(crate) fn service_for<T: DriverState>(
         .map_or(start + max_wait, |d| d.min(start + max_wait));
     if !busy_wait.is_zero() {
         let spin_end = end.min(start + busy_wait);
+        let mut turns = 0u32;
         loop {
             let now = Instant::now();
             if s.service_io(now, true)? > 0 || s.has_pending() {
@@ -167,11 +172,18 @@ pub(crate) fn service_for<T: DriverState>(
             if now >= spin_end {
                 break;
             }
-            // Yield, not only spin: when another runnable thread shares this
-            // CPU (the peer process on a machine with few cores, the game's
-            // own threads) it runs now instead of waiting out the whole
-            // budget; alone on the CPU, the call returns at once.
-            std::thread::yield_now();
+            // Yield now and then, not only spin: when another runnable
+            // thread shares this CPU (the peer process on a machine with few
+            // cores, the game's own threads) it runs within a few
+            // microseconds instead of waiting out the whole budget. Alone on
+            // the CPU the call returns at once, but it is a system call: not
+            // every turn.
+            turns = turns.wrapping_add(1);
+            if turns % BUSY_WAIT_TURNS_PER_YIELD == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
     let now = Instant::now();

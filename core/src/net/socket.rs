@@ -45,8 +45,8 @@ pub struct SocketConfig {
     /// socket before sleeping in the OS (bounded by its `max_wait` and the
     /// next protocol deadline). Spinning trades a processor for the OS's
     /// wake-up latency (tens of microseconds on virtual machines); zero, the
-    /// default, sleeps at once. Each turn of the spin yields the processor
-    /// (`sched_yield`), so a thread sharing it still runs.
+    /// default, sleeps at once. The spin yields the processor
+    /// (`sched_yield`) every few turns, so a thread sharing it still runs.
     pub busy_wait: Duration,
 }
 
