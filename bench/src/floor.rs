@@ -215,6 +215,49 @@ pub fn serve_sans_io(spin: bool) -> BenchResult<()> {
     }
 }
 
+/// `serve fastnet-sansio-tokio`: [`serve_sans_io`] on a tokio socket
+/// (current-thread runtime): each datagram is awaited (or the endpoint's next
+/// deadline), handled, its messages answered, and everything the endpoint then
+/// has to send goes out.
+pub fn serve_sans_io_tokio() -> BenchResult<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let socket = tokio::net::UdpSocket::from_std(raw_udp_socket(false)?)?;
+        ready(&[("udp", socket.local_addr()?.port().to_string())]);
+        let (_, server_keys) = fastnet::sim::session_keys_pair(SANS_IO_SEED);
+        let mut endpoint = Endpoint::new(Arc::new(TransportConfig::default()));
+        endpoint.insert(server_keys, None, Instant::now())?;
+        let mut buf = [0u8; BUF_BYTES];
+        let mut out = [0u8; BUF_BYTES];
+        let mut message = Vec::new();
+        loop {
+            let received = match endpoint.poll_timeout() {
+                Some(t) => tokio::time::timeout_at(t.into(), socket.recv_from(&mut buf))
+                    .await
+                    .ok(),
+                None => Some(socket.recv_from(&mut buf).await),
+            };
+            let now = Instant::now();
+            match received {
+                Some(Ok((n, from))) => {
+                    endpoint.handle_datagram(now, from, &mut buf[..n]);
+                    while let Some((peer, channel)) = endpoint.recv_into(&mut message) {
+                        let _ = endpoint.send(peer, channel, &message);
+                    }
+                }
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => endpoint.handle_timeout(now),
+            }
+            while let Some((to, len)) = endpoint.poll_transmit(now, &mut out) {
+                socket.send_to(&out[..len], to).await?;
+            }
+        }
+    })
+}
+
 /// Sends everything `endpoint` has to send.
 fn transmit_endpoint(
     socket: &UdpSocket,

@@ -13,13 +13,13 @@
 //! `serve <kind> <mode>` is the server process the bench starts itself.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use fastnet_bench::report::Report;
 use fastnet_bench::rtt::ROWS;
-use fastnet_bench::sys::{Machine, WakeLatencyRequest};
+use fastnet_bench::sys::{Machine, Stalls, WakeLatencyRequest};
 use fastnet_bench::{
     alloc, charts, crypto, handshake, memory, rtt, server, throughput, BenchResult, Harness,
 };
@@ -169,6 +169,10 @@ fn run(args: &[String]) -> BenchResult<()> {
     };
     let mut machine = Machine::describe();
     machine.wake_latency_zero = wake.is_some();
+    if has("rtt") {
+        // With the PM QoS request held, as the latency rows run.
+        machine.stalls = Some(Stalls::measure(Duration::from_millis(500)));
+    }
     let mut report = Report {
         machine,
         command: format!("cargo run --release -p fastnet-bench -- {}", args.join(" ")),

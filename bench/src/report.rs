@@ -9,7 +9,7 @@ use crate::crypto::CryptoResult;
 use crate::handshake::HandshakeResult;
 use crate::memory::MemoryResult;
 use crate::rtt::{RowResult, PING_BYTES, SERVICE_FOR_WAIT};
-use crate::sys::Machine;
+use crate::sys::{self, Machine};
 use crate::throughput::{Sender, ThroughputResult};
 
 /// Everything one invocation measured.
@@ -144,6 +144,19 @@ impl Report {
                 "idle CPUs may halt (no PM QoS request): blocking and tokio rows include the wake-up of halted vCPUs"
             }
         );
+        if let Some(st) = m.stalls {
+            let _ = writeln!(
+                s,
+                "| CPU pauses | a thread spinning on its CPU for 0.5 s lost it {:.0} times per second (gaps over {} µs between \
+                 two clock reads), for {:.1} µs at the median and {:.0} µs at most: {:.2} % of the time. Every row sees \
+                 them; they set the p99 of the shortest round trips (see the notes) |",
+                st.per_second,
+                sys::Stalls::THRESHOLD_NS / 1000,
+                st.median_ns as f64 / 1e3,
+                st.max_ns as f64 / 1e3,
+                st.lost * 100.0
+            );
+        }
         let (warmup, rounds, runs) = self.counts;
         let _ = writeln!(
             s,
@@ -247,6 +260,42 @@ impl Report {
                 floor / raw,
             ));
         }
+        if let (Some(st), Some(raw), Some(floor), Some(fast)) = (
+            self.machine.stalls,
+            self.row("udp-spin"),
+            self.row("udp-aead-spin"),
+            self.row("fastnet-unrel-spin"),
+        ) {
+            // Share of a row's round trips that took a pause's length more
+            // than its median.
+            let tail = |r: &RowResult| {
+                let edge = r.summary.p50 * 1e3 + sys::Stalls::THRESHOLD_NS as f64;
+                let slow = r.samples.iter().filter(|&&x| x as f64 > edge).count();
+                100.0 * slow as f64 / r.samples.len().max(1) as f64
+            };
+            notes.push(format!(
+                "**Busy-poll p99.** This machine pauses a thread that spins on its CPU {:.0} times per second, for \
+                 {:.1} µs at the median (machine table). A busy-poll round trip is held up by a pause on either side during \
+                 it, so a share of round trips take several microseconds more than the median: more than {} µs more \
+                 for {:.2} % of raw UDP's, {:.2} % of the encryption floor's and {:.2} % of FastNet's round trips \
+                 (p50 {:.1}, {:.1} and {:.1} µs; p99 {:.1}, {:.1} and {:.1} µs). Where that share is near or above \
+                 1 %, the p99 falls among the paused round trips and measures the pauses rather than the protocol, \
+                 and a few hundred nanoseconds more per round trip move it across that edge: the busy-poll p99 ratio \
+                 swings from run to run for this reason.",
+                st.per_second,
+                st.median_ns as f64 / 1e3,
+                sys::Stalls::THRESHOLD_NS / 1000,
+                tail(raw),
+                tail(floor),
+                tail(fast),
+                raw.summary.p50,
+                floor.summary.p50,
+                fast.summary.p50,
+                raw.summary.p99,
+                floor.summary.p99,
+                fast.summary.p99,
+            ));
+        }
         if let Some(l) = layers(
             "udp-block",
             "udp-aead-block",
@@ -274,12 +323,21 @@ impl Report {
                 split(l),
             ));
         }
-        if let Some(l) = layers("udp-tokio", "udp-aead-tokio", None, "fastnet-unrel-tokio") {
+        if let Some(l) = layers(
+            "udp-tokio",
+            "udp-aead-tokio",
+            Some("fastnet-sansio-tokio"),
+            "fastnet-unrel-tokio",
+        ) {
             notes.push(format!(
-                "**Tokio round trip.** {}. The Tokio driver makes a plain Tokio echo's system calls (wake, `recvfrom`, \
-                 `sendto`, an empty `recvfrom`, wait); on top of the protocol's work it runs one `select!` per wait \
-                 (socket readiness, the next protocol deadline on a timer kept registered between waits, and a \
-                 `Notify` for sends from other tasks).",
+                "**Tokio round trip, layer by layer.** {}. A client's socket is connected to the server, so each side \
+                 makes a plain Tokio echo's system calls (wake, receive, send, an empty receive, wait). On top of the \
+                 protocol's work the driver runs one `select!` per wait (socket readiness, the next protocol deadline \
+                 on a timer kept registered between waits, a `Notify` for sends from other tasks), takes its lock and \
+                 hands each message over through the event vector. That is few instructions (count both processes \
+                 with `valgrind --tool=callgrind --trace-children=yes` on `fastnet-bench rtt --rows` \
+                 `fastnet-sansio-tokio`, then `fastnet-unrel-tokio`, at two round counts, and divide the difference), \
+                 but like the protocol it runs with cold caches after each wake-up.",
                 split(l),
             ));
         }
@@ -412,12 +470,35 @@ impl Report {
                     && t.skipped.is_none()
             });
             if let (Some(e), Some(r)) = (each, raw) {
+                let seal_ns = self.crypto.as_ref().and_then(|c| {
+                    c.iter()
+                        .find(|x| x.backend.starts_with("ring") && x.payload_bytes == 1200)
+                        .map(|x| x.seal_ns)
+                });
                 let one = ethernet
-                    .map(|x| format!(
-                        " With a 1472-byte limit (a 1500-byte MTU path, set on both sides) a 1200-byte message is one \
-                         datagram and FastNet reaches {:.0} % of raw UDP's messages/s.",
-                        100.0 * x.messages_per_sec / r.messages_per_sec.max(1e-9)
-                    ))
+                    .map(|x| {
+                        // A sender bound by its CPU that did raw UDP's work plus
+                        // one seal per message: the encryption ceiling.
+                        let ceiling = seal_ns
+                            .map(|seal| {
+                                let raw_us = r.cpu_us_per_message;
+                                format!(
+                                    " That sender is bound by its CPU: raw UDP's spends {raw_us:.2} µs per message and \
+                                     sealing 1200 bytes takes {:.2} µs more (AEAD table), so a sender that added nothing \
+                                     but the seal would reach {:.0} % of raw UDP's rate, the encryption ceiling of this \
+                                     row; FastNet's spends {:.2} µs per message.",
+                                    seal / 1e3,
+                                    100.0 * raw_us / (raw_us + seal / 1e3),
+                                    x.cpu_us_per_message
+                                )
+                            })
+                            .unwrap_or_default();
+                        format!(
+                            " With a 1472-byte limit (a 1500-byte MTU path, set on both sides) a 1200-byte message is one \
+                             datagram and FastNet reaches {:.0} % of raw UDP's messages/s.{ceiling}",
+                            100.0 * x.messages_per_sec / r.messages_per_sec.max(1e-9)
+                        )
+                    })
                     .unwrap_or_default();
                 notes.push(format!(
                     "**1200-byte messages** are two datagrams each in FastNet with the default datagram limit (1200 bytes, \

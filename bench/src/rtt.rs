@@ -234,6 +234,17 @@ pub const ROWS: &[Row] = &[
         false,
         false,
     )),
+    diagnostic(fastnet(
+        row(
+            "fastnet-sansio-tokio",
+            "FastNet's sans-IO protocol on raw tokio UDP loops (current_thread), no FastNet driver; diagnostic",
+            ServerKind::SansIoTokio,
+            ClientKind::SansIo,
+            IoMode::Tokio,
+        ),
+        false,
+        false,
+    )),
     fastnet(
         row(
             "fastnet-unrel-spin",
@@ -610,6 +621,7 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
         ClientKind::Enet => enet_client(h, &server, row.reliable),
         ClientKind::UdpAead if row.mode == IoMode::Tokio => sealed_tokio_client(h, &server),
         ClientKind::UdpAead => sealed_udp_client(h, &server, row.mode == IoMode::BusyPoll),
+        ClientKind::SansIo if row.mode == IoMode::Tokio => sans_io_tokio_client(h, &server, row),
         ClientKind::SansIo => sans_io_client(h, &server, row),
     }
 }
@@ -815,6 +827,55 @@ fn sans_io_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult
         }
     };
     Ok(ping_loop!(h, ping(), None))
+}
+
+/// `sans_io_client` on a tokio socket: the message is queued and sent, then
+/// the client awaits each datagram (or the connection's next deadline), hands
+/// it over, and sends what the connection then has to send.
+fn sans_io_tokio_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult<RunOutcome> {
+    let addr = server_addr(server, "udp")?;
+    current_thread()?.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std(raw_udp_socket(false)?)?;
+        socket.connect(addr).await?;
+        let (client_keys, _) = fastnet::sim::session_keys_pair(crate::floor::SANS_IO_SEED);
+        let config = std::sync::Arc::new(fastnet::TransportConfig::default());
+        let mut conn = fastnet::Connection::new(config, client_keys, Instant::now())?;
+        let channel = row.channel();
+        let payload = [7u8; PING_BYTES];
+        let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
+        let mut message = Vec::with_capacity(PING_BYTES);
+        let mut ping = async || -> BenchResult<Duration> {
+            let t = Instant::now();
+            conn.send(channel, &payload)
+                .map_err(|e| fail(e.to_string()))?;
+            while let Some(len) = conn.poll_transmit(t, &mut out) {
+                socket.send(&out[..len]).await?;
+            }
+            loop {
+                let wake = conn.poll_timeout().unwrap_or(t + PING_TIMEOUT);
+                let received = tokio::time::timeout_at(wake.into(), socket.recv(&mut buf)).await;
+                let now = Instant::now();
+                match received {
+                    Ok(n) => {
+                        let _ = conn.handle_datagram(now, &mut buf[..n?]);
+                        if conn.recv_into(&mut message).is_some() {
+                            let rtt = t.elapsed();
+                            while let Some(len) = conn.poll_transmit(now, &mut out) {
+                                socket.send(&out[..len]).await?;
+                            }
+                            return Ok(rtt);
+                        }
+                    }
+                    Err(_) if now - t > PING_TIMEOUT => return Err(fail("no echo")),
+                    Err(_) => conn.handle_timeout(now),
+                }
+                while let Some(len) = conn.poll_transmit(now, &mut out) {
+                    socket.send(&out[..len]).await?;
+                }
+            }
+        };
+        Ok(ping_loop!(h, ping().await, None))
+    })
 }
 
 fn current_thread() -> BenchResult<tokio::runtime::Runtime> {

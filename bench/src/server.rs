@@ -52,11 +52,13 @@ pub enum ServerKind {
     SansIoSpin,
     /// FastNet's sans-IO `Endpoint` on a std socket, blocking `recv_from`.
     SansIoBlock,
+    /// FastNet's sans-IO `Endpoint` on a tokio socket, current-thread runtime.
+    SansIoTokio,
 }
 
 impl ServerKind {
     /// Every kind with its command-line name.
-    pub const ALL: [(ServerKind, &'static str); 13] = [
+    pub const ALL: [(ServerKind, &'static str); 14] = [
         (ServerKind::UdpBlock, "udp-block"),
         (ServerKind::UdpSpin, "udp-spin"),
         (ServerKind::UdpTokio, "udp-tokio"),
@@ -70,6 +72,7 @@ impl ServerKind {
         (ServerKind::UdpAeadTokio, "udp-aead-tokio"),
         (ServerKind::SansIoSpin, "fastnet-sansio-spin"),
         (ServerKind::SansIoBlock, "fastnet-sansio-block"),
+        (ServerKind::SansIoTokio, "fastnet-sansio-tokio"),
     ];
 
     /// The command-line name.
@@ -209,6 +212,7 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         ServerKind::UdpAeadTokio => crate::floor::serve_sealed_tokio(mode),
         ServerKind::SansIoSpin => crate::floor::serve_sans_io(true),
         ServerKind::SansIoBlock => crate::floor::serve_sans_io(false),
+        ServerKind::SansIoTokio => crate::floor::serve_sans_io_tokio(),
     }
 }
 

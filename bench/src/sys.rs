@@ -1,7 +1,8 @@
 //! What the operating system tells: CPU time, the kernel's UDP counters, a
-//! process's resident memory, and a description of the machine.
+//! process's resident memory, and a description of the machine, including
+//! how often it pauses a thread that never sleeps.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// CPU time (user + system) of this whole process so far.
 pub fn process_cpu_time() -> Duration {
@@ -93,6 +94,56 @@ pub struct Machine {
     pub cpuidle: String,
     /// Whether zero wake-up latency was requested for the run.
     pub wake_latency_zero: bool,
+    /// Pauses a spinning thread saw (measured before the latency rows).
+    pub stalls: Option<Stalls>,
+}
+
+/// How often, and for how long, a thread that never sleeps loses its CPU:
+/// interrupts, the hypervisor, other processes. Every row sees them; a
+/// busy-poll round trip is hit when either side is paused during it.
+#[derive(Clone, Copy, Debug)]
+pub struct Stalls {
+    /// Pauses longer than [`Stalls::THRESHOLD_NS`] per second.
+    pub per_second: f64,
+    /// Median pause (ns).
+    pub median_ns: u64,
+    /// Longest pause (ns).
+    pub max_ns: u64,
+    /// Share of the time lost to them.
+    pub lost: f64,
+}
+
+impl Stalls {
+    /// A gap between two clock reads longer than this counts as a pause.
+    pub const THRESHOLD_NS: u64 = 5_000;
+
+    /// Spins for `span`, reading the clock, and collects the gaps between
+    /// consecutive reads longer than [`Stalls::THRESHOLD_NS`].
+    pub fn measure(span: Duration) -> Self {
+        let start = Instant::now();
+        let mut last = start;
+        let mut gaps = Vec::with_capacity(4096);
+        loop {
+            let now = Instant::now();
+            let gap = now.duration_since(last).as_nanos() as u64;
+            if gap > Self::THRESHOLD_NS && gaps.len() < gaps.capacity() {
+                gaps.push(gap);
+            }
+            last = now;
+            if now.duration_since(start) >= span {
+                break;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let lost = gaps.iter().sum::<u64>() as f64 / 1e9 / secs;
+        gaps.sort_unstable();
+        Self {
+            per_second: gaps.len() as f64 / secs,
+            median_ns: gaps.get(gaps.len() / 2).copied().unwrap_or(0),
+            max_ns: gaps.last().copied().unwrap_or(0),
+            lost,
+        }
+    }
 }
 
 impl Machine {
@@ -125,6 +176,7 @@ impl Machine {
             perf_counters,
             cpuidle: cpuidle_driver(),
             wake_latency_zero: false,
+            stalls: None,
         }
     }
 }

@@ -44,16 +44,22 @@ pub(crate) struct AsyncUdp {
     io: AsyncFd<std::net::UdpSocket>,
     #[cfg(not(unix))]
     io: tokio::net::UdpSocket,
+    /// The only peer, once the socket is connected to it (a client).
+    connected: Option<SocketAddr>,
 }
 
 impl AsyncUdp {
     /// Registers a non-blocking socket with the current runtime's reactor.
-    pub fn new(socket: std::net::UdpSocket) -> io::Result<Self> {
+    /// `connected`: the peer the socket is already connected to (a client's
+    /// server), whose datagrams then go out with `send` and come in with
+    /// `recv`, which skip the address handling of `sendto` and `recvfrom`
+    /// (and the route lookup of every `sendto`).
+    pub fn new(socket: std::net::UdpSocket, connected: Option<SocketAddr>) -> io::Result<Self> {
         #[cfg(unix)]
         let io = register(socket, Interest::READABLE)?;
         #[cfg(not(unix))]
         let io = tokio::net::UdpSocket::from_std(socket)?;
-        Ok(Self { io })
+        Ok(Self { io, connected })
     }
 
     /// The bound address.
@@ -68,19 +74,34 @@ impl AsyncUdp {
     /// also clears the readiness [`AsyncUdp::readable`] waits for).
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         #[cfg(unix)]
-        return self
-            .io
-            .try_io(Interest::READABLE, |socket| socket.recv_from(buf));
+        return match self.connected {
+            Some(peer) => self
+                .io
+                .try_io(Interest::READABLE, |socket| socket.recv(buf))
+                .map(|n| (n, peer)),
+            None => self
+                .io
+                .try_io(Interest::READABLE, |socket| socket.recv_from(buf)),
+        };
         #[cfg(not(unix))]
-        return self.io.try_recv_from(buf);
+        return match self.connected {
+            Some(peer) => self.io.try_recv(buf).map(|n| (n, peer)),
+            None => self.io.try_recv_from(buf),
+        };
     }
 
     /// Sends a datagram if the socket has room (`WouldBlock` otherwise).
     pub fn try_send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
         #[cfg(unix)]
-        return self.io.get_ref().send_to(datagram, to);
+        return match self.connected {
+            Some(peer) if peer == to => self.io.get_ref().send(datagram),
+            _ => self.io.get_ref().send_to(datagram, to),
+        };
         #[cfg(not(unix))]
-        return self.io.try_send_to(datagram, to);
+        return match self.connected {
+            Some(peer) if peer == to => self.io.try_send(datagram),
+            _ => self.io.try_send_to(datagram, to),
+        };
     }
 
     /// Waits until a datagram may be waiting (until `try_recv_from` may
@@ -305,13 +326,45 @@ mod tests {
     fn bound() -> AsyncUdp {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket.set_nonblocking(true).expect("non-blocking");
-        AsyncUdp::new(socket).expect("register")
+        AsyncUdp::new(socket, None).expect("register")
     }
 
     async fn within<F: std::future::Future>(f: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(5), f)
             .await
             .expect("ready within 5 s")
+    }
+
+    #[test]
+    fn a_connected_socket_talks_to_its_peer_only() {
+        runtime().block_on(async {
+            let (server, stranger) = (bound(), bound());
+            let server_addr = server.local_addr().unwrap();
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            socket.set_nonblocking(true).expect("non-blocking");
+            socket.connect(server_addr).expect("connect");
+            let client = AsyncUdp::new(socket, Some(server_addr)).expect("register");
+            let client_addr = client.local_addr().unwrap();
+            let mut buf = [0u8; 64];
+
+            // To the peer: `send`, and it arrives from the client's address.
+            assert_eq!(client.try_send_to(b"ping", server_addr).unwrap(), 4);
+            within(server.readable()).await.expect("readable");
+            assert_eq!(
+                server.try_recv_from(&mut buf).expect("the ping"),
+                (4, client_addr)
+            );
+
+            // A stranger's datagram is dropped by the kernel; the peer's
+            // comes in, named by the peer's address.
+            stranger.try_send_to(b"spoof", client_addr).unwrap();
+            server.try_send_to(b"pong!", client_addr).unwrap();
+            within(client.readable()).await.expect("readable");
+            let (n, from) = client.try_recv_from(&mut buf).expect("the pong");
+            assert_eq!((&buf[..n], from), (&b"pong!"[..], server_addr));
+            let e = client.try_recv_from(&mut buf).expect_err("nothing else");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        });
     }
 
     #[test]

@@ -88,6 +88,10 @@
 //!   wake-up, the arrival. When the socket would block, the datagram is kept
 //!   and the next `send` or `poll` awaits writability (registered for that
 //!   wait only) before anything else goes out.
+//! * A client's socket is **connected** to the server's UDP address: the
+//!   kernel drops datagrams from anyone else, and the driver sends with `send`
+//!   and receives with `recv`, which skip the route lookup of every `sendto`
+//!   and the source address of every `recvfrom`.
 //! * A **background ticker** task keeps connections alive when nobody polls
 //!   (a game busy loading a level, an application that only sends): every
 //!   [`BACKGROUND_TICK_MS`] it checks when the I/O last ran, and if no `poll`
@@ -575,7 +579,7 @@ impl SecureSocket {
             .transport
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let socket = bind_async_udp(udp_addr, &config.socket)?;
+        let socket = bind_async_udp(udp_addr, &config.socket, None)?;
         let bound_udp = socket.local_addr()?;
         let listener = bind_listener(tcp_addr)?;
         let local_tcp = listener.local_addr()?;
@@ -714,7 +718,8 @@ impl SecureSocket {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let socket = bind_async_udp(local, &config.socket).map_err(ConnectError::Udp)?;
+        let socket =
+            bind_async_udp(local, &config.socket, Some(server)).map_err(ConnectError::Udp)?;
         let mut endpoint = Endpoint::new(Arc::new(config.transport));
         let peer = endpoint
             .insert(outcome.keys, Some(server), Instant::now())
@@ -1001,11 +1006,20 @@ impl SecureSocket {
     }
 }
 
-/// Binds a UDP socket with `config` and registers it with Tokio.
-fn bind_async_udp(addr: SocketAddr, config: &SocketConfig) -> io::Result<AsyncUdp> {
+/// Binds a UDP socket with `config`, connects it to `peer` if given (a
+/// client's server: the kernel then drops datagrams from anyone else), and
+/// registers it with Tokio.
+fn bind_async_udp(
+    addr: SocketAddr,
+    config: &SocketConfig,
+    peer: Option<SocketAddr>,
+) -> io::Result<AsyncUdp> {
     let (socket, report) = bind_udp(addr, config)?;
     if !report.refused.is_empty() {
         tracing::debug!(refused = ?report.refused, "some socket options were refused");
     }
-    AsyncUdp::new(socket)
+    if let Some(peer) = peer {
+        socket.connect(peer)?;
+    }
+    AsyncUdp::new(socket, peer)
 }
