@@ -1,7 +1,8 @@
 //! The game-loop drivers (`net::Client`, `net::Server`) on real loopback
 //! sockets, IPv4 and IPv6: echo on every channel kind, certificate checks, a
-//! stalled TCP client, disconnect reasons, the service thread, and attacks with
-//! real datagrams from other sources.
+//! stalled TCP client, handshakes on the server's own thread, disconnect
+//! reasons, the service thread, and attacks with real datagrams from other
+//! sources.
 
 mod common;
 
@@ -16,7 +17,9 @@ use fastnet::net::{
     Client, ClientConfig, ClientEvent, ConnectError, PeerEvent, PeerId, Server, ServerConfig,
     SocketConfig,
 };
-use fastnet::session::{DevCertificate, ServerCredentials, ServerTrust};
+use fastnet::session::{
+    ClientHandshake, DevCertificate, ServerCredentials, ServerTrust, SessionParams,
+};
 use fastnet::{channels, DisconnectReason, TransportConfig};
 
 /// Upper bound on any test's wait: a hang fails instead of hanging CI.
@@ -294,6 +297,76 @@ fn a_stalled_tcp_client_does_not_delay_others() {
     assert!(server.pending_handshakes() >= 20);
     client.disconnect(0);
     drop(stallers);
+}
+
+/// A client's TLS handshake with the server at `tcp`, and nothing else (no
+/// UDP): whether it completed within 10 seconds.
+fn tls_only(tcp: SocketAddr, dev: &DevCertificate) -> bool {
+    let trust = ServerTrust::Ca(vec![dev.cert.clone()]);
+    tls_only_trusting(tcp, trust)
+}
+
+/// [`tls_only`] with a given trust.
+fn tls_only_trusting(tcp: SocketAddr, trust: ServerTrust) -> bool {
+    use std::io::{Read, Write};
+    let params = SessionParams::from_config(&TransportConfig::default());
+    let mut hs = ClientHandshake::new("127.0.0.1", trust, params).unwrap();
+    let mut stream = TcpStream::connect(tcp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut out, mut buf) = (Vec::new(), vec![0u8; 16 << 10]);
+    loop {
+        hs.write_tls(&mut out);
+        stream.write_all(&out).unwrap();
+        out.clear();
+        if hs.is_done() {
+            return hs.take_outcome().is_some();
+        }
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => hs.read_tls(&buf[..n]).unwrap(),
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn handshakes_run_while_the_game_thread_does_not_service() {
+    let dev = dev_cert();
+    let mut server = server_on("127.0.0.1", &dev, TransportConfig::default());
+    let tcp = server.tcp_addr();
+    let trust = ServerTrust::Ca(vec![dev.cert.clone()]);
+    let client = std::thread::spawn(move || tls_only_trusting(tcp, trust));
+    // The game thread does not service: the TLS handshake still completes.
+    assert!(client.join().unwrap(), "the handshake completed unserviced");
+    let end = Instant::now() + TEST_DEADLINE;
+    while server.pending_handshakes() > 0 {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(server.handshake_stats().accepted, 1);
+    assert_eq!(server.handshake_stats().completed, 0, "not taken in yet");
+    server.service().unwrap();
+    assert_eq!(server.handshake_stats().completed, 1, "taken in by service");
+}
+
+#[test]
+fn a_server_asleep_in_its_wait_is_woken_to_take_a_session_in() {
+    let dev = dev_cert();
+    let mut server = server_on("127.0.0.1", &dev, TransportConfig::default());
+    let tcp = server.tcp_addr();
+    let long = Duration::from_secs(60);
+    let sleeper = std::thread::spawn(move || {
+        let t = Instant::now();
+        server.service_for(long).unwrap();
+        (server, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // Only TCP: no datagram of the client's can wake the server.
+    assert!(tls_only(tcp, &dev));
+    let (server, slept) = sleeper.join().unwrap();
+    assert!(slept < long / 2, "woken by the doorbell, not the timeout");
+    assert_eq!(server.handshake_stats().completed, 1);
 }
 
 #[test]

@@ -11,13 +11,13 @@
 //! datagram by datagram, and GSO stays off for that socket.
 //!
 //! Receiving starts with plain `recvfrom` calls (half the cost of an empty
-//! `recvmmsg`, see `UdpIo::receive`), and a client waits for its server's
-//! datagrams in a blocking `recvfrom` with a receive timeout counted in
-//! kernel ticks ([`RecvBatch::recv_one_blocking`], [`kernel_tick`]).
+//! `recvmmsg`, see `UdpIo::receive`), and a driver waits for datagrams in a
+//! blocking `recvfrom` with a receive timeout counted in kernel ticks
+//! ([`RecvBatch::recv_one_blocking`], [`kernel_tick`]).
 //!
 //! Every call but that wait passes `MSG_DONTWAIT`, so none blocks whatever the
-//! socket's blocking flag (a client's socket is in blocking mode for that
-//! wait, and the service thread shares the socket and sets it too). A lone
+//! socket's blocking flag (the socket is in blocking mode for that wait, and
+//! the service thread shares the socket and sets it too). A lone
 //! datagram, and the datagrams of a GSO run the device refused, go out with
 //! one `sendto` each ([`send_dontwait`]).
 //! The header arrays point into boxed buffers whose addresses never move; they
@@ -27,7 +27,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -630,41 +630,27 @@ pub fn gso_supported(socket: &UdpSocket) -> bool {
     r == 0
 }
 
-/// Waits until `socket` (or `other`, another descriptor such as a readiness
-/// queue) is readable, or `timeout` passes, with the kernel's high-resolution
-/// timer. Returns whether `other` is readable.
-pub fn wait_readable(
-    socket: &UdpSocket,
-    other: Option<RawFd>,
-    timeout: Duration,
-) -> io::Result<bool> {
-    let mut fds = [
-        libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: other.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+/// Waits until `socket` is readable, or `timeout` passes, with the kernel's
+/// high-resolution timer (`ppoll`). An interrupted wait returns early.
+pub fn wait_readable(socket: &UdpSocket, timeout: Duration) -> io::Result<()> {
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    let nfds = if other.is_some() { 2 } else { 1 };
-    // SAFETY: `fds` holds `nfds` valid entries; `ts` lives through the call.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), nfds, &ts, std::ptr::null()) };
+    // SAFETY: `fd` is one valid entry; `ts` lives through the call.
+    let r = unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
     if r < 0 {
         let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
-        return Err(e);
     }
-    Ok(other.is_some() && fds[1].revents != 0)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -678,7 +664,7 @@ mod tests {
     }
 
     fn wait(b: &UdpSocket) {
-        assert!(!wait_readable(b, None, Duration::from_secs(2)).unwrap());
+        wait_readable(b, Duration::from_secs(2)).unwrap();
     }
 
     #[test]
@@ -916,7 +902,7 @@ mod tests {
     fn ppoll_times_out_precisely_and_wakes_on_data() {
         let (a, b) = pair();
         let t = std::time::Instant::now();
-        wait_readable(&b, None, Duration::from_micros(300)).unwrap();
+        wait_readable(&b, Duration::from_micros(300)).unwrap();
         let waited = t.elapsed();
         assert!(waited >= Duration::from_micros(300), "{waited:?}");
         a.send_to(b"x", b.local_addr().unwrap()).unwrap();

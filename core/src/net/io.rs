@@ -137,74 +137,53 @@ impl Conditioned {
     }
 }
 
-/// Waits for a socket to become readable without polling it, and collects
-/// the readiness of other sources (a server's TCP listener and handshakes)
-/// through an OS readiness queue (epoll, kqueue, IOCP through mio).
-///
-/// On Linux the UDP socket stays out of the queue: `ppoll` waits on it (and on
-/// the queue's own descriptor when other sources are registered) with a
-/// nanosecond timeout. Elsewhere a duplicate of the socket is registered and
-/// waits of under a millisecond poll between short sleeps.
+/// Waits for the UDP socket to become readable without polling it, through
+/// an OS readiness queue (kqueue, IOCP through mio) where a duplicate of the
+/// socket is registered; waits of under a millisecond poll between short
+/// sleeps. On Linux the driver waits with `ppoll` or in the receive itself
+/// instead (see [`UdpIo::wait`]).
+#[cfg(not(target_os = "linux"))]
 struct Readiness {
     poll: mio::Poll,
     events: mio::Events,
-    /// Tokens other than the UDP socket's that fired (a server's TCP
-    /// listener and handshakes), until the owner takes them.
-    ready: Vec<mio::Token>,
-    /// Whether sources other than the UDP socket are registered.
-    others: bool,
     /// Keeps the registered duplicate open.
-    #[cfg(not(target_os = "linux"))]
     _registered: mio::net::UdpSocket,
 }
 
+#[cfg(not(target_os = "linux"))]
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Readiness")
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 impl Readiness {
     fn new(socket: &UdpSocket) -> io::Result<Self> {
         let poll = mio::Poll::new()?;
-        #[cfg(not(target_os = "linux"))]
-        let registered = {
-            let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
-            poll.registry()
-                .register(&mut registered, UDP_TOKEN, mio::Interest::READABLE)?;
-            registered
-        };
-        #[cfg(target_os = "linux")]
-        let _ = socket;
+        let mut registered = mio::net::UdpSocket::from_std(socket.try_clone()?);
+        poll.registry()
+            .register(&mut registered, UDP_TOKEN, mio::Interest::READABLE)?;
         Ok(Self {
             poll,
             events: mio::Events::with_capacity(64),
-            ready: Vec::new(),
-            others: false,
-            #[cfg(not(target_os = "linux"))]
             _registered: registered,
         })
     }
 
-    /// Collects the sources that fired, waiting up to `timeout` for one.
-    /// Spurious wake-ups are possible (the caller then finds nothing to do).
-    fn collect(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Waits up to `timeout` for the socket to become readable. Spurious
+    /// wake-ups are possible (the caller then finds nothing to do).
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         match self.poll.poll(&mut self.events, Some(timeout)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            other => other?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            other => other,
         }
-        for event in self.events.iter() {
-            if event.token() != UDP_TOKEN && !self.ready.contains(&event.token()) {
-                self.ready.push(event.token());
-            }
-        }
-        Ok(())
     }
 }
 
-/// The UDP socket's token in the readiness queue; owners registering more
-/// sources (a server's TCP side) use other tokens.
-pub(crate) const UDP_TOKEN: mio::Token = mio::Token(0);
+/// The UDP socket's token in the readiness queue.
+#[cfg(not(target_os = "linux"))]
+const UDP_TOKEN: mio::Token = mio::Token(0);
 
 /// Counters of the system calls a driver's socket made (for benchmarks and
 /// diagnostics).
@@ -232,6 +211,7 @@ pub struct IoStats {
 #[derive(Debug)]
 pub(crate) struct UdpIo {
     socket: UdpSocket,
+    #[cfg(not(target_os = "linux"))]
     readiness: Readiness,
     outgoing: Option<Conditioned>,
     incoming: Option<Conditioned>,
@@ -282,6 +262,7 @@ impl UdpIo {
         #[cfg(not(target_os = "linux"))]
         let _ = config;
         Ok(Self {
+            #[cfg(not(target_os = "linux"))]
             readiness: Readiness::new(&socket)?,
             socket,
             outgoing: sim
@@ -318,11 +299,20 @@ impl UdpIo {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.send_batch {
             b.set_connected(peer);
-            // Nothing else to watch: waits can block in the receive itself.
-            if self.recv_batch.is_some() && !self.readiness.others {
-                self.socket.set_nonblocking(false)?;
-                self.blocking_wait = true;
-            }
+        }
+        self.wait_in_receive()
+    }
+
+    /// Lets waits sleep in the receive itself (Linux, batching on): the
+    /// socket becomes blocking, every other call on it passes
+    /// `MSG_DONTWAIT`, and a datagram that comes during a wait costs one
+    /// system call, as with a blocking `recv`. Elsewhere waits keep their
+    /// portable path.
+    pub fn wait_in_receive(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.send_batch.is_some() && self.recv_batch.is_some() {
+            self.socket.set_nonblocking(false)?;
+            self.blocking_wait = true;
         }
         Ok(())
     }
@@ -544,11 +534,12 @@ impl UdpIo {
         self.incoming.as_mut()?.pop(now, buf)
     }
 
-    /// Blocks until a datagram is readable, another registered source fires,
-    /// or `timeout` passes (about: spurious wake-ups are possible).
+    /// Blocks until a datagram is readable or `timeout` passes (about:
+    /// spurious wake-ups are possible).
     ///
-    /// On Linux a connected client with nothing else to watch first sleeps
-    /// in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in
+    /// On Linux, once [`UdpIo::wait_in_receive`] allowed it (a client, and a
+    /// server, whose handshakes run on a thread of their own), a wait first
+    /// sleeps in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in
     /// kernel ticks) ends at least a tick before `timeout`: a datagram that
     /// comes then is received by the wait itself, one system call where
     /// `ppoll` and a receive take two (and `ppoll`'s high-resolution timer
@@ -562,7 +553,6 @@ impl UdpIo {
         self.stats.waits += 1;
         #[cfg(target_os = "linux")]
         {
-            use std::os::fd::AsRawFd;
             let mut timeout = timeout;
             if let Some(coarse) = self.coarse_wait(timeout) {
                 let started = Instant::now();
@@ -582,14 +572,7 @@ impl UdpIo {
                     return Ok(());
                 }
             }
-            let others = self
-                .readiness
-                .others
-                .then(|| self.readiness.poll.as_raw_fd());
-            if batch::wait_readable(&self.socket, others, timeout)? {
-                self.readiness.collect(Duration::ZERO)?;
-            }
-            Ok(())
+            batch::wait_readable(&self.socket, timeout)
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -597,7 +580,7 @@ impl UdpIo {
                 return Ok(());
             }
             if timeout >= PRECISE_WAIT_LIMIT {
-                return self.readiness.collect(timeout);
+                return self.readiness.wait(timeout);
             }
             let end = Instant::now() + timeout;
             loop {
@@ -623,37 +606,6 @@ impl UdpIo {
             return None;
         }
         coarse_part(timeout, batch::kernel_tick()?)
-    }
-
-    /// The readiness queue, to register more sources (tokens other than
-    /// [`UDP_TOKEN`]); waits watch them from now on.
-    pub fn registry(&mut self) -> &mio::Registry {
-        self.readiness.others = true;
-        #[cfg(target_os = "linux")]
-        if self.blocking_wait {
-            // A blocking receive could not see the other sources.
-            self.blocking_wait = false;
-            if let Err(e) = self.socket.set_nonblocking(true) {
-                tracing::debug!(error = %e, "cannot make the socket non-blocking again");
-            }
-        }
-        self.readiness.poll.registry()
-    }
-
-    /// Collects the sources that became ready, without waiting.
-    pub fn poll_ready_now(&mut self) -> io::Result<()> {
-        self.readiness.collect(Duration::ZERO)
-    }
-
-    /// Moves the tokens of the sources that fired (other than the UDP socket)
-    /// into `out`.
-    pub fn take_ready(&mut self, out: &mut Vec<mio::Token>) {
-        out.append(&mut self.readiness.ready);
-    }
-
-    /// Whether a wait saw sources other than the UDP socket fire.
-    pub fn has_ready(&self) -> bool {
-        !self.readiness.ready.is_empty()
     }
 
     /// Whether a datagram (or an error to report) is waiting.

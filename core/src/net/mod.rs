@@ -21,6 +21,7 @@ mod batch;
 pub mod client;
 mod deadlines;
 pub mod endpoint;
+mod handshaker;
 mod io;
 pub mod server;
 mod service;

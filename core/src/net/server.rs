@@ -1,11 +1,12 @@
-//! The game-loop server: accepts TCP connections and runs their TLS 1.3
-//! handshakes without blocking (each with a timeout, in a bounded table), and
-//! serves every established session on one UDP socket through an [`Endpoint`].
-//! A stalled or malicious TCP client costs one table slot until its timeout and
-//! never delays anybody's data.
+//! The game-loop server: serves every established session on one UDP socket
+//! through an [`Endpoint`], driven by the game loop's `service` calls. TCP
+//! connections and their TLS 1.3 handshakes run on a thread of their own
+//! (`net::handshaker`: a bounded table, each under a timeout), so a stalled,
+//! slow or malicious TCP client costs one table slot until its timeout and
+//! never delays anybody's data, and the game thread spends no time on TLS.
+//! The game thread's only source is the UDP socket, in which it sleeps.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 use crate::config::{ChannelId, TransportConfig};
 use crate::error::{close_code, SendError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
+pub use crate::net::handshaker::HandshakeStats;
+use crate::net::handshaker::{HandshakeSetup, Handshaker};
 use crate::net::io::{IoStats, LinkSimulation, UdpIo};
 use crate::net::service::{lock, service_for, DriverState, ReadPace, ServiceThread};
 use crate::net::socket::{bind_udp, SocketConfig, SocketReport};
-use crate::session::{ServerCredentials, ServerHandshake, SessionParams};
+use crate::session::{ServerCredentials, SessionParams};
 use crate::stats::ConnectionStats;
 
 /// Default time a client has to complete its handshake (TCP + TLS + parameters).
@@ -25,18 +28,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// that has not sent a byte is dropped (else the oldest), so neither stalled
 /// connections nor a stream of new ones can lock a progressing client out.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
-/// A server that services in a tight loop (without waiting) asks the
-/// readiness queue about its TCP side at most this often: one system call,
-/// whatever the number of connections (about 1 % of a spinning core).
-const TCP_READINESS_INTERVAL: Duration = Duration::from_micros(100);
-/// Datagrams for an unknown connection kept while handshakes are pending: a
-/// client's first datagram can overtake the end of its handshake.
+/// Datagrams for an unknown connection kept while handshakes are in flight:
+/// a client's first datagram usually overtakes the end of its handshake.
 const EARLY_DATAGRAMS: usize = 4;
-/// The TCP listener's token in the readiness queue; handshakes take the
-/// tokens after it.
-const LISTENER_TOKEN: mio::Token = mio::Token(1);
-/// Bytes read from one TCP connection per pump.
-const HANDSHAKE_READ_BYTES: usize = 16 << 10;
 
 /// How a [`Server`] runs.
 #[derive(Clone, Debug)]
@@ -74,117 +68,25 @@ impl ServerConfig {
     }
 }
 
-/// Counters of the TCP side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HandshakeStats {
-    /// TCP connections accepted.
-    pub accepted: u64,
-    /// Handshakes completed.
-    pub completed: u64,
-    /// Handshakes that failed (bad TLS, untrusted, incompatible, closed).
-    pub failed: u64,
-    /// Handshakes dropped at the timeout.
-    pub timed_out: u64,
-    /// Handshakes dropped because the table was full (oldest silent one first).
-    pub evicted: u64,
-}
-
-#[derive(Debug)]
-struct Pending {
-    stream: mio::net::TcpStream,
-    token: mio::Token,
-    handshake: ServerHandshake,
-    started: Instant,
-    /// Bytes received so far: zero marks a connection that stalls.
-    received: usize,
-    out: Vec<u8>,
-    written: usize,
-}
-
-enum PumpResult {
-    Continue,
-    Done,
-    Failed,
-}
-
-impl Pending {
-    fn pump(&mut self, buf: &mut [u8]) -> PumpResult {
-        loop {
-            match self.stream.read(buf) {
-                // The client closes TCP once it has everything it needs: fine if
-                // we have everything too.
-                Ok(0) if self.handshake.is_done() => return PumpResult::Done,
-                Ok(0) => return PumpResult::Failed,
-                Ok(n) => {
-                    self.received += n;
-                    if let Err(e) = self.handshake.read_tls(&buf[..n]) {
-                        tracing::debug!(error = %e, "handshake failed");
-                        // Let rustls's alert go out (best effort) before closing.
-                        self.handshake.write_tls(&mut self.out);
-                        let _ = self.stream.write(&self.out[self.written..]);
-                        return PumpResult::Failed;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return PumpResult::Failed,
-            }
-        }
-        if self.handshake.is_done() {
-            // Our last message went out before the client could finish; nothing
-            // we would still write (session tickets) matters to it.
-            return PumpResult::Done;
-        }
-        if self.written == self.out.len() {
-            self.out.clear();
-            self.written = 0;
-        }
-        self.handshake.write_tls(&mut self.out);
-        while self.written < self.out.len() {
-            match self.stream.write(&self.out[self.written..]) {
-                Ok(0) => return PumpResult::Failed,
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return PumpResult::Failed,
-            }
-        }
-        if self.handshake.is_done() && self.written == self.out.len() {
-            PumpResult::Done
-        } else {
-            PumpResult::Continue
-        }
-    }
-}
-
 #[derive(Debug)]
 struct State {
     io: UdpIo,
-    listener: mio::net::TcpListener,
     endpoint: Endpoint,
-    pending: VecDeque<Pending>,
-    next_token: usize,
-    ready: Vec<mio::Token>,
-    params: SessionParams,
-    credentials: Arc<ServerCredentials>,
-    handshake_timeout: Duration,
-    max_pending: usize,
-    last_readiness_check: Option<Instant>,
-    handshake_stats: HandshakeStats,
+    handshakes: Handshaker,
     buf: Vec<u8>,
-    tcp_buf: Vec<u8>,
     early: EarlyDatagrams,
     pace: ReadPace,
 }
 
-/// Datagrams addressed to no known connection while handshakes are pending,
-/// retried once the handshakes have been pumped in the same service pass.
+/// Datagrams addressed to no known connection while handshakes are in
+/// flight, retried when sessions come in from the handshake thread.
 #[derive(Debug)]
 struct EarlyDatagrams {
     /// `EARLY_DATAGRAMS` slots of the datagram limit each.
     storage: Box<[u8]>,
     slot_bytes: usize,
-    kept: Vec<(SocketAddr, usize)>,
+    /// Source, length and slot of each kept datagram, oldest first.
+    kept: Vec<(SocketAddr, usize, usize)>,
 }
 
 impl EarlyDatagrams {
@@ -196,123 +98,28 @@ impl EarlyDatagrams {
         }
     }
 
-    /// Keeps a copy if there is room; returns whether it did.
+    /// Keeps a copy, in place of the oldest when full (a stale datagram of a
+    /// handshake that never ends cannot lock newer ones out); returns whether
+    /// it kept it.
     fn keep(&mut self, from: SocketAddr, datagram: &[u8]) -> bool {
-        let i = self.kept.len();
-        if i == EARLY_DATAGRAMS || datagram.len() > self.slot_bytes {
+        if datagram.len() > self.slot_bytes {
             return false;
         }
-        let start = i * self.slot_bytes;
+        let slot = if self.kept.len() == EARLY_DATAGRAMS {
+            self.kept.remove(0).2
+        } else {
+            (0..EARLY_DATAGRAMS)
+                .find(|s| self.kept.iter().all(|k| k.2 != *s))
+                .expect("a free slot")
+        };
+        let start = slot * self.slot_bytes;
         self.storage[start..start + datagram.len()].copy_from_slice(datagram);
-        self.kept.push((from, datagram.len()));
+        self.kept.push((from, datagram.len(), slot));
         true
     }
 }
 
 impl State {
-    /// Accepts every waiting connection; their tokens go to `fresh`.
-    fn accept(&mut self, now: Instant, fresh: &mut Vec<mio::Token>) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    self.handshake_stats.accepted += 1;
-                    let _ = stream.set_nodelay(true);
-                    if self.pending.len() >= self.max_pending {
-                        let victim = self
-                            .pending
-                            .iter()
-                            .position(|p| p.received == 0)
-                            .unwrap_or(0);
-                        if let Some(mut p) = self.pending.remove(victim) {
-                            let _ = self.io.registry().deregister(&mut p.stream);
-                        }
-                        self.handshake_stats.evicted += 1;
-                    }
-                    let token = mio::Token(self.next_token);
-                    self.next_token = self
-                        .next_token
-                        .checked_add(1)
-                        .unwrap_or(LISTENER_TOKEN.0 + 1);
-                    let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
-                    if let Err(e) = self.io.registry().register(&mut stream, token, interest) {
-                        tracing::debug!(error = %e, "cannot watch a TCP connection");
-                        self.handshake_stats.failed += 1;
-                        continue;
-                    }
-                    let mut params = self.params.clone();
-                    if params.udp_address().is_none_or(|a| a.ip().is_unspecified()) {
-                        // Tell the client the address it reached us at, with our UDP port.
-                        if let (Ok(local), Some(udp)) =
-                            (stream.local_addr(), self.params.udp_address())
-                        {
-                            // `to_canonical`: a dual-stack listener sees IPv4 clients
-                            // as ::ffff:a.b.c.d; tell them the plain IPv4 address.
-                            let ip = local.ip().to_canonical();
-                            params = params.with_udp_address(SocketAddr::new(ip, udp.port()));
-                        }
-                    }
-                    match ServerHandshake::new(self.credentials.clone(), params) {
-                        Ok(handshake) => {
-                            fresh.push(token);
-                            self.pending.push_back(Pending {
-                                stream,
-                                token,
-                                handshake,
-                                started: now,
-                                received: 0,
-                                out: Vec::new(),
-                                written: 0,
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, %peer, "cannot start handshake");
-                            self.handshake_stats.failed += 1;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of file descriptors and the like: try again next time.
-                    tracing::debug!(error = %e, "accept failed");
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Accepts new connections and advances the handshakes whose sockets
-    /// fired; drops those past their timeout.
-    fn pump_handshakes(&mut self, now: Instant) {
-        let check = self
-            .last_readiness_check
-            .is_none_or(|t| now >= t + TCP_READINESS_INTERVAL);
-        if !check && !self.io.has_ready() {
-            return;
-        }
-        if check {
-            self.last_readiness_check = Some(now);
-            if let Err(e) = self.io.poll_ready_now() {
-                tracing::debug!(error = %e, "readiness check failed");
-            }
-            self.expire_handshakes(now);
-        }
-        let mut ready = std::mem::take(&mut self.ready);
-        self.io.take_ready(&mut ready);
-        if let Some(at) = ready.iter().position(|&t| t == LISTENER_TOKEN) {
-            ready.swap_remove(at);
-            // New connections may hold their ClientHello already: `accept`
-            // lists them for a first pump.
-            self.accept(now, &mut ready);
-        }
-        for token in ready.drain(..) {
-            if let Some(i) = self.pending.iter().position(|p| p.token == token) {
-                self.pump_at(i, now);
-            }
-        }
-        self.ready = ready;
-    }
-
     /// Sends every datagram the endpoint has to send (batched where the OS
     /// allows).
     fn transmit(&mut self, now: Instant) {
@@ -325,44 +132,66 @@ impl State {
         }
         self.io.flush(now);
     }
+}
 
-    /// Drops handshakes past their timeout.
-    fn expire_handshakes(&mut self, now: Instant) {
-        let timeout = self.handshake_timeout;
-        let registry = self.io.registry();
-        let stats = &mut self.handshake_stats;
-        self.pending.retain_mut(|p| {
-            let alive = now < p.started + timeout;
-            if !alive {
-                let _ = registry.deregister(&mut p.stream);
-                stats.timed_out += 1;
+/// Takes in the sessions the handshake thread finished, then retries the
+/// datagrams kept for unknown connections: each is handled if its session
+/// is in now, kept again while handshakes are still in flight, else handled
+/// (and counted as unknown) by the endpoint.
+fn admit_sessions(
+    endpoint: &mut Endpoint,
+    handshakes: &Handshaker,
+    early: &mut EarlyDatagrams,
+    now: Instant,
+) {
+    let admitted =
+        handshakes.take_finished(|outcome| match endpoint.insert(outcome.keys, None, now) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "session rejected");
+                false
             }
-            alive
         });
+    if early.kept.is_empty() {
+        return;
     }
+    let in_flight = handshakes.in_flight();
+    if admitted == 0 && in_flight {
+        return;
+    }
+    let mut i = 0;
+    while i < early.kept.len() {
+        let (from, len, slot) = early.kept[i];
+        let start = slot * early.slot_bytes;
+        let datagram = &mut early.storage[start..start + len];
+        if in_flight && endpoint.is_for_unknown_connection(datagram) {
+            i += 1;
+            continue;
+        }
+        endpoint.handle_datagram(now, from, datagram);
+        early.kept.remove(i);
+    }
+}
 
-    /// Advances handshake `i`; on completion its session joins the endpoint.
-    fn pump_at(&mut self, i: usize, now: Instant) {
-        let result = self.pending[i].pump(&mut self.tcp_buf);
-        if matches!(result, PumpResult::Continue) {
-            return;
-        }
-        let mut p = self.pending.remove(i).expect("index in range");
-        let _ = self.io.registry().deregister(&mut p.stream);
-        if matches!(result, PumpResult::Failed) {
-            self.handshake_stats.failed += 1;
-            return;
-        }
-        match p.handshake.take_outcome() {
-            Some(outcome) => match self.endpoint.insert(outcome.keys, None, now) {
-                Ok(_) => self.handshake_stats.completed += 1,
-                Err(e) => {
-                    tracing::warn!(error = %e, "session rejected");
-                    self.handshake_stats.failed += 1;
-                }
-            },
-            None => self.handshake_stats.failed += 1,
-        }
+/// Hands a received datagram to the endpoint, or keeps it while its session
+/// may still be on its way; an empty one is the handshake thread's doorbell.
+fn on_datagram(
+    endpoint: &mut Endpoint,
+    handshakes: &Handshaker,
+    early: &mut EarlyDatagrams,
+    now: Instant,
+    from: SocketAddr,
+    datagram: &mut [u8],
+) {
+    if datagram.is_empty() {
+        admit_sessions(endpoint, handshakes, early, now);
+        return;
+    }
+    let kept = endpoint.is_for_unknown_connection(datagram)
+        && handshakes.in_flight()
+        && early.keep(from, datagram);
+    if !kept {
+        endpoint.handle_datagram(now, from, datagram);
     }
 }
 
@@ -376,51 +205,50 @@ impl DriverState for State {
     }
 
     fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
-        self.endpoint.handle_datagram(now, from, datagram);
+        on_datagram(
+            &mut self.endpoint,
+            &self.handshakes,
+            &mut self.early,
+            now,
+            from,
+            datagram,
+        );
     }
 
     fn service_io(&mut self, now: Instant, read: bool) -> io::Result<usize> {
         self.transmit(now);
-        self.pump_handshakes(now);
+        admit_sessions(&mut self.endpoint, &self.handshakes, &mut self.early, now);
         let mut received = 0;
         if read {
-            let (endpoint, early) = (&mut self.endpoint, &mut self.early);
-            let handshaking = !self.pending.is_empty();
             let may_stop = self.pace.may_stop_early();
-            let r = self.io.receive(now, |from, datagram| {
-                // Kept for a retry once the handshakes are pumped; handled (and
-                // counted) by the endpoint once, then.
-                let kept = handshaking
-                    && endpoint.is_for_unknown_connection(datagram)
-                    && early.keep(from, datagram);
-                if !kept {
-                    endpoint.handle_datagram(now, from, datagram);
-                }
+            let Self {
+                io,
+                endpoint,
+                handshakes,
+                early,
+                ..
+            } = self;
+            let r = io.receive(now, |from, datagram| {
+                on_datagram(endpoint, handshakes, early, now, from, datagram);
                 !(may_stop && endpoint.has_pending())
             })?;
             self.pace.on_received(r);
             received = r.datagrams;
         }
-        if !self.early.kept.is_empty() {
-            // Perhaps a client whose handshake completed since the last look
-            // at the TCP side: look now, then try these datagrams once more.
-            self.last_readiness_check = None;
-            self.pump_handshakes(now);
-            let early = &mut self.early;
-            for (i, &(from, len)) in early.kept.iter().enumerate() {
-                let start = i * early.slot_bytes;
-                self.endpoint
-                    .handle_datagram(now, from, &mut early.storage[start..start + len]);
-            }
-            early.kept.clear();
-        }
         while let Some((from, n)) = self.io.pop_incoming(now, &mut self.buf) {
-            self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
+            on_datagram(
+                &mut self.endpoint,
+                &self.handshakes,
+                &mut self.early,
+                now,
+                from,
+                &mut self.buf[..n],
+            );
         }
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
-        // An idle call (nothing read, due or accepted since the first
+        // An idle call (nothing read, due or admitted since the first
         // transmit) skips the second one.
         if self.endpoint.may_transmit() {
             self.transmit(now);
@@ -433,20 +261,12 @@ impl DriverState for State {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        // TCP activity wakes a waiting server by itself; only timeouts need a timer.
-        let handshakes = self
-            .pending
-            .iter()
-            .map(|p| p.started + self.handshake_timeout)
-            .min();
-        [
-            self.endpoint.poll_timeout(),
-            self.io.next_deadline(),
-            handshakes,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // The handshake thread wakes a waiting server itself (the doorbell);
+        // only the sessions' timers and the link simulation need a timer.
+        [self.endpoint.poll_timeout(), self.io.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -476,30 +296,28 @@ impl Server {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (socket, socket_report) = bind_udp(udp_addr, &config.socket)?;
         let udp_addr = socket.local_addr()?;
-        let mut listener = mio::net::TcpListener::from_std(bind_tcp(tcp_addr)?);
+        let listener = bind_tcp(tcp_addr)?;
         let tcp_addr = listener.local_addr()?;
         let advertised = config.advertised_udp_addr.unwrap_or(udp_addr);
         let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
         let max_datagram = config.transport.max_datagram_bytes();
         let mut io = UdpIo::new(socket, &config.link, &config.socket, max_datagram)?;
-        io.registry()
-            .register(&mut listener, LISTENER_TOKEN, mio::Interest::READABLE)?;
+        // The UDP socket is the game thread's only source: it sleeps in the
+        // receive.
+        io.wait_in_receive()?;
+        let setup = HandshakeSetup {
+            credentials: config.credentials,
+            params,
+            timeout: config.handshake_timeout,
+            max_pending: config.max_pending_handshakes.max(1),
+        };
+        let handshakes = Handshaker::start(listener, setup, udp_addr)?;
         let state = State {
             io,
-            listener,
-            next_token: LISTENER_TOKEN.0 + 1,
-            ready: Vec::new(),
             endpoint: Endpoint::new(Arc::new(config.transport)),
-            pending: VecDeque::new(),
-            params,
-            credentials: config.credentials,
-            handshake_timeout: config.handshake_timeout,
-            max_pending: config.max_pending_handshakes.max(1),
-            last_readiness_check: None,
-            handshake_stats: HandshakeStats::default(),
+            handshakes,
             buf: vec![0; max_datagram],
             early: EarlyDatagrams::new(max_datagram),
-            tcp_buf: vec![0; HANDSHAKE_READ_BYTES],
             pace: ReadPace::default(),
         };
         Ok(Self {
@@ -645,12 +463,12 @@ impl Server {
 
     /// Counters of the handshake side.
     pub fn handshake_stats(&self) -> HandshakeStats {
-        lock(&self.state).handshake_stats
+        lock(&self.state).handshakes.stats()
     }
 
     /// Handshakes in progress.
     pub fn pending_handshakes(&self) -> usize {
-        lock(&self.state).pending.len()
+        lock(&self.state).handshakes.pending()
     }
 
     /// The transport configuration.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use crate::net::io::{Received, UdpIo};
 use crate::packet::MAX_DATAGRAM_BYTES;
 
-/// Longest the thread sleeps between two looks at the driver, so a server's TCP
-/// handshakes and a stop request are noticed quickly.
+/// Longest the thread sleeps between two looks at the driver, so a stop
+/// request is noticed quickly.
 const MAX_WAIT: Duration = Duration::from_millis(2);
 /// Shortest socket timeout (zero means "block forever" to the OS).
 const MIN_WAIT: Duration = Duration::from_micros(100);
