@@ -312,13 +312,13 @@ impl Report {
                 .unwrap_or_default();
             notes.push(format!(
                 "**Blocking round trip, layer by layer** (`service_for({} ms)`). {}. Everything runs with cold caches \
-                 after each wake-up, so the same protocol work costs more than in busy-poll mode. A connected client \
-                 sleeps in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in kernel ticks) ends at \
-                 least a tick before its deadline, then in a precise `ppoll` for the rest: a datagram that comes \
-                 first is received by the wait itself, so the client makes raw UDP's system calls plus the empty \
-                 read that proves the socket drained. A server also watches its TCP side (handshakes), so it sleeps \
-                 in `ppoll` on both, then reads: one more system call per wake-up, and a high-resolution timeout \
-                 that costs a timer reprogramming in this VM when a datagram cancels it.{short}",
+                 after each wake-up, so the same protocol work costs more than in busy-poll mode. Client and server \
+                 sleep in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in kernel ticks) ends at \
+                 least a tick before their deadline, then in a precise `ppoll` for the rest: a datagram that comes \
+                 first is received by the wait itself, so each side makes raw UDP's system calls plus the empty \
+                 read that proves the socket drained. The server can wait on its UDP socket alone because its TCP \
+                 handshakes run on a thread of their own, which wakes it with an empty datagram when a session is \
+                 ready.{short}",
                 crate::rtt::SERVICE_FOR_WAIT.as_millis(),
                 split(l),
             ));
