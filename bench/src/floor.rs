@@ -12,7 +12,9 @@
 //!   protocol state machines, a client [`Connection`](fastnet::Connection) and a server [`Endpoint`],
 //!   driven by the raw UDP loops instead of FastNet's drivers. Keys come from
 //!   [`fastnet::sim::session_keys_pair`] (no handshake: both processes derive
-//!   them from [`SANS_IO_SEED`]).
+//!   them from [`SANS_IO_SEED`]). Their clients also time their own protocol
+//!   work per round trip (two clock reads more than the other rows), which
+//!   shows what sleeping between datagrams costs the same code.
 //!
 //! The server halves run in the server process (`serve udp-aead-*` and
 //! `serve fastnet-sansio-*`); the client halves are in `rtt`.

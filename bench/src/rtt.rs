@@ -4,6 +4,7 @@
 //! ABI, quinn and ENet. Per row: latency percentiles, client CPU time per round
 //! trip, UDP datagrams per round trip (kernel counters, and FastNet's own).
 
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -479,6 +480,10 @@ pub struct RunOutcome {
     pub connect: Option<Duration>,
     /// Pings lost and sent again (ENet unreliable; not in the samples).
     pub lost: u64,
+    /// Time the client spent in its per-message work (sealing and opening,
+    /// or FastNet's protocol calls) over the measured round trips, where the
+    /// client times it (the floor and sans-IO rows).
+    pub work: Option<Duration>,
 }
 
 /// Everything measured for a row over all runs.
@@ -504,6 +509,9 @@ pub struct RowResult {
     pub connect_ms: Option<f64>,
     /// Pings lost and resent, all runs.
     pub lost: u64,
+    /// Median nanoseconds per round trip of the client's timed per-message
+    /// work (see [`RunOutcome::work`]).
+    pub work_ns: Option<f64>,
     rounds: usize,
     outcomes: Vec<RunOutcome>,
 }
@@ -521,6 +529,7 @@ impl RowResult {
             stats_datagrams: None,
             connect_ms: None,
             lost: 0,
+            work_ns: None,
             rounds: 0,
             outcomes: Vec::new(),
         }
@@ -561,6 +570,13 @@ impl RowResult {
             .map(|d| d as f64 / n)
             .collect();
         self.stats_datagrams = (!stats.is_empty()).then(|| median(stats));
+        let work: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.work)
+            .map(|w| w.as_nanos() as f64 / n)
+            .collect();
+        self.work_ns = (!work.is_empty()).then(|| median(work));
         let connects: Vec<f64> = self
             .outcomes
             .iter()
@@ -630,10 +646,17 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
 /// expression (with `.await` inside for async clients) giving one round trip's
 /// `BenchResult<Duration>`; `$stats` gives datagram statistics, if any.
 macro_rules! ping_loop {
-    ($h:expr, $ping:expr, $stats:expr) => {{
+    ($h:expr, $ping:expr, $stats:expr) => {
+        ping_loop!($h, $ping, $stats, None::<&Cell<Duration>>)
+    };
+    ($h:expr, $ping:expr, $stats:expr, $work:expr) => {{
         let h: &Harness = $h;
+        let work: Option<&Cell<Duration>> = $work;
         for _ in 0..h.warmup {
             $ping?;
+        }
+        if let Some(w) = work {
+            w.set(Duration::ZERO);
         }
         let stats_before: Option<ConnectionStats> = $stats;
         let kernel_before = UdpCounters::now();
@@ -660,6 +683,7 @@ macro_rules! ping_loop {
             stats_datagrams,
             connect: None,
             lost: 0,
+            work: work.map(Cell::get),
         }
     }};
 }
@@ -778,10 +802,22 @@ fn sans_io_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult
     let payload = [7u8; PING_BYTES];
     let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
     let mut message = Vec::with_capacity(PING_BYTES);
+    let work = Cell::new(Duration::ZERO);
     let mut ping = || -> BenchResult<Duration> {
         let t = Instant::now();
         conn.send(channel, &payload)
             .map_err(|e| fail(e.to_string()))?;
+        // The first datagram is built and sealed here, timed as work; the
+        // send is not.
+        let first = conn.poll_transmit(t, &mut out);
+        work.set(work.get() + t.elapsed());
+        if let Some(len) = first {
+            match socket.send(&out[..len]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let transmit = |conn: &mut fastnet::Connection, out: &mut [u8], now| -> BenchResult<()> {
             while let Some(len) = conn.poll_transmit(now, out) {
                 match socket.send(&out[..len]) {
@@ -811,6 +847,7 @@ fn sans_io_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult
                 let _ = conn.handle_datagram(now, &mut buf[..n]);
                 if conn.recv_into(&mut message).is_some() {
                     let rtt = t.elapsed();
+                    work.set(work.get() + (rtt - (now - t)));
                     transmit(&mut conn, &mut out, now)?;
                     return Ok(rtt);
                 }
@@ -826,7 +863,7 @@ fn sans_io_client(h: &Harness, server: &ServerProcess, row: &Row) -> BenchResult
             transmit(&mut conn, &mut out, now)?;
         }
     };
-    Ok(ping_loop!(h, ping(), None))
+    Ok(ping_loop!(h, ping(), None, Some(&work)))
 }
 
 /// `sans_io_client` on a tokio socket: the message is queued and sent, then
@@ -844,10 +881,18 @@ fn sans_io_tokio_client(h: &Harness, server: &ServerProcess, row: &Row) -> Bench
         let payload = [7u8; PING_BYTES];
         let (mut out, mut buf) = ([0u8; 2048], [0u8; 2048]);
         let mut message = Vec::with_capacity(PING_BYTES);
+        let work = Cell::new(Duration::ZERO);
         let mut ping = async || -> BenchResult<Duration> {
             let t = Instant::now();
             conn.send(channel, &payload)
                 .map_err(|e| fail(e.to_string()))?;
+            // As in `sans_io_client`: building and sealing the first datagram
+            // is timed as work, sending it is not.
+            let first = conn.poll_transmit(t, &mut out);
+            work.set(work.get() + t.elapsed());
+            if let Some(len) = first {
+                socket.send(&out[..len]).await?;
+            }
             while let Some(len) = conn.poll_transmit(t, &mut out) {
                 socket.send(&out[..len]).await?;
             }
@@ -860,6 +905,7 @@ fn sans_io_tokio_client(h: &Harness, server: &ServerProcess, row: &Row) -> Bench
                         let _ = conn.handle_datagram(now, &mut buf[..n?]);
                         if conn.recv_into(&mut message).is_some() {
                             let rtt = t.elapsed();
+                            work.set(work.get() + (rtt - (now - t)));
                             while let Some(len) = conn.poll_transmit(now, &mut out) {
                                 socket.send(&out[..len]).await?;
                             }
@@ -874,7 +920,7 @@ fn sans_io_tokio_client(h: &Harness, server: &ServerProcess, row: &Row) -> Bench
                 }
             }
         };
-        Ok(ping_loop!(h, ping().await, None))
+        Ok(ping_loop!(h, ping().await, None, Some(&work)))
     })
 }
 
