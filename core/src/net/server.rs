@@ -187,8 +187,9 @@ fn on_datagram(
         admit_sessions(endpoint, handshakes, early, now);
         return;
     }
-    let kept = endpoint.is_for_unknown_connection(datagram)
-        && handshakes.in_flight()
+    // Two atomic loads first: the lookup only while handshakes are in flight.
+    let kept = handshakes.in_flight()
+        && endpoint.is_for_unknown_connection(datagram)
         && early.keep(from, datagram);
     if !kept {
         endpoint.handle_datagram(now, from, datagram);
