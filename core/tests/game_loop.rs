@@ -357,6 +357,63 @@ fn handshakes_run_while_the_game_thread_does_not_service() {
 }
 
 #[test]
+fn a_first_datagram_that_overtakes_its_handshake_is_kept_for_its_session() {
+    use std::io::{Read, Write};
+    let dev = dev_cert();
+    let mut server = server_on("127.0.0.1", &dev, TransportConfig::default());
+    let trust = ServerTrust::Ca(vec![dev.cert.clone()]);
+    let params = SessionParams::from_config(&TransportConfig::default());
+    let mut hs = ClientHandshake::new("127.0.0.1", trust, params).unwrap();
+    let mut stream = TcpStream::connect(server.tcp_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut out, mut buf) = (Vec::new(), vec![0u8; 16 << 10]);
+    // The TLS handshake up to the client's last flight, which is held back:
+    // the client has its keys, the server cannot finish yet.
+    loop {
+        hs.write_tls(&mut out);
+        if hs.is_done() {
+            break;
+        }
+        stream.write_all(&out).unwrap();
+        out.clear();
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the server answers without being serviced");
+        hs.read_tls(&buf[..n]).unwrap();
+    }
+    let keys = hs.take_outcome().unwrap().keys;
+    let now = Instant::now();
+    let mut conn =
+        fastnet::Connection::new(Arc::new(TransportConfig::default()), keys, now).unwrap();
+    conn.ping();
+    let mut datagram = vec![0u8; 2048];
+    let n = conn
+        .poll_transmit(now, &mut datagram)
+        .expect("a first datagram");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(&datagram[..n], server.udp_addr()).unwrap();
+    // It arrives before the session: the server keeps it.
+    for _ in 0..5 {
+        server.service_for(Duration::from_millis(2)).unwrap();
+    }
+    assert_eq!(server.poll_event(), None, "no session yet");
+    // The last flight: the session is finished, taken in, and the kept
+    // datagram (never sent again) makes the peer reachable.
+    stream.write_all(&out).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < end, "the kept datagram was not delivered");
+        server.service_for(Duration::from_millis(10)).unwrap();
+        match server.poll_event() {
+            Some(PeerEvent::Connected(_)) => break,
+            None => {}
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_server_asleep_in_its_wait_is_woken_to_take_a_session_in() {
     let dev = dev_cert();
     let mut server = server_on("127.0.0.1", &dev, TransportConfig::default());

@@ -504,3 +504,36 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(early: &EarlyDatagrams) -> Vec<Vec<u8>> {
+        early
+            .kept
+            .iter()
+            .map(|&(_, len, slot)| {
+                let start = slot * early.slot_bytes;
+                early.storage[start..start + len].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn early_datagrams_keep_the_newest_within_their_bound() {
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut early = EarlyDatagrams::new(8);
+        assert!(!early.keep(from, &[0; 9]), "longer than a slot");
+        for i in 0..EARLY_DATAGRAMS as u8 + 2 {
+            assert!(early.keep(from, &[i; 3]));
+        }
+        // The two oldest made room; order and bytes are kept.
+        let expected: Vec<Vec<u8>> = (2..EARLY_DATAGRAMS as u8 + 2).map(|i| vec![i; 3]).collect();
+        assert_eq!(kept(&early), expected);
+        early.kept.remove(1);
+        assert!(early.keep(from, &[42; 5]));
+        assert_eq!(kept(&early).last().unwrap(), &vec![42; 5]);
+        assert_eq!(kept(&early).len(), EARLY_DATAGRAMS);
+    }
+}
