@@ -338,8 +338,9 @@ impl Report {
                 ))
                 .unwrap_or_default();
             notes.push(format!(
-                "**Blocking round trip, layer by layer** (`service_for({} ms)`). {}. Everything runs with cold caches \
-                 after each wake-up, so the same protocol work costs more than in busy-poll mode. Client and server \
+                "**Blocking round trip, layer by layer** (`service_for({} ms)`). {}. After each wake-up the protocol's \
+                 work runs with cold caches and costs more than in busy-poll mode (the note on warm and cold work \
+                 measures the client's share of that). Client and server \
                  sleep in a blocking `recvfrom` whose timeout (`SO_RCVTIMEO`, counted in kernel ticks) ends at \
                  least a tick before their deadline, then in a precise `ppoll` for the rest: a datagram that comes \
                  first is received by the wait itself, so each side makes raw UDP's system calls plus the empty \
