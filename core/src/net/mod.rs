@@ -1,8 +1,10 @@
 //! Networking on real sockets.
 //!
 //! * [`Client`] and [`Server`]: the game-loop drivers. Each `service` call does
-//!   all pending I/O without blocking and needs no thread; an opt-in service
-//!   thread keeps connections alive while the game thread is busy.
+//!   all pending I/O without blocking; an opt-in service thread keeps
+//!   connections alive while the game thread is busy. A server runs its TCP
+//!   and TLS handshakes on a thread of its own (module `handshaker`), so the
+//!   game thread only ever touches UDP.
 //! * [`Endpoint`]: the sans-IO multi-peer layer both drivers share (routing by
 //!   connection ID, address binding, peer events).
 //! * [`bind_udp`] and [`SocketConfig`]: UDP socket set-up.
