@@ -434,12 +434,12 @@ impl Report {
             if let (Some(g), Some(t)) = (game, tokio) {
                 notes.push(format!(
                     "**Handshake.** Against the game-loop server, `Client::connect` takes {:.2} ms at p50 and {:.1} ms at \
-                     p99; the Tokio driver (client and server) {:.2} ms and {:.1} ms. A game-loop server that services \
-                     in a tight loop looks at its TCP side every 100 µs (`TCP_READINESS_INTERVAL`; a waiting one is \
-                     woken by it), which quantizes the two TLS flights it answers. The client's first UDP datagram can \
-                     overtake the end of its handshake on the server: the server keeps a few such datagrams, pumps its \
-                     handshakes and tries them again in the same pass instead of waiting for the client's retry (after \
-                     250 µs, then doubling).",
+                     p99; the Tokio driver (client and server) {:.2} ms and {:.1} ms. A game-loop server runs its \
+                     handshakes on a thread of its own, which answers each TLS flight as it arrives and hands the \
+                     finished session to the game thread, ringing an empty datagram on the server's UDP socket to wake \
+                     it. The client's first UDP datagram usually overtakes that hand-over: the server keeps a few such \
+                     datagrams while handshakes are in flight and delivers them when the session comes in, instead of \
+                     waiting for the client's retry (after 250 µs, then doubling).",
                     g.summary.p50 / 1e3,
                     g.summary.p99 / 1e3,
                     t.summary.p50 / 1e3,
