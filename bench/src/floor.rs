@@ -12,9 +12,10 @@
 //!   protocol state machines, a client [`Connection`](fastnet::Connection) and a server [`Endpoint`],
 //!   driven by the raw UDP loops instead of FastNet's drivers. Keys come from
 //!   [`fastnet::sim::session_keys_pair`] (no handshake: both processes derive
-//!   them from [`SANS_IO_SEED`]). Their clients also time their own protocol
-//!   work per round trip (two clock reads more than the other rows), which
-//!   shows what sleeping between datagrams costs the same code.
+//!   them from [`SANS_IO_SEED`]). Client and server also time their own
+//!   protocol work per round trip (about two clock reads more than the other
+//!   rows on each side), which shows what sleeping between datagrams costs
+//!   the same code.
 //!
 //! The server halves run in the server process (`serve udp-aead-*` and
 //! `serve fastnet-sansio-*`); the client halves are in `rtt`.
@@ -28,7 +29,7 @@ use fastnet::net::Endpoint;
 use fastnet::packet::{ConnectionId, Header, HEADER_BYTES};
 use fastnet::TransportConfig;
 
-use crate::server::{raw_udp_socket, ready, Mode};
+use crate::server::{note_work, raw_udp_socket, ready, Mode};
 use crate::BenchResult;
 
 /// Seed of the sans-IO rows' session keys (both processes use it).
@@ -207,6 +208,13 @@ pub fn serve_sans_io(spin: bool) -> BenchResult<()> {
             while let Some((peer, channel)) = endpoint.recv_into(&mut message) {
                 let _ = endpoint.send(peer, channel, &message);
             }
+            // The answer's datagram is built and sealed as work; its send is
+            // not timed.
+            let first = endpoint.poll_transmit(now, &mut out);
+            note_work(now.elapsed());
+            if let Some((to, len)) = first {
+                send_to(&socket, &out[..len], to)?;
+            }
         } else if endpoint.poll_timeout().is_some_and(|t| t <= now) {
             endpoint.handle_timeout(now);
         } else {
@@ -247,6 +255,13 @@ pub fn serve_sans_io_tokio() -> BenchResult<()> {
                     endpoint.handle_datagram(now, from, &mut buf[..n]);
                     while let Some((peer, channel)) = endpoint.recv_into(&mut message) {
                         let _ = endpoint.send(peer, channel, &message);
+                    }
+                    // As in `serve_sans_io`: building and sealing the answer
+                    // is timed, sending it is not.
+                    let first = endpoint.poll_transmit(now, &mut out);
+                    note_work(now.elapsed());
+                    if let Some((to, len)) = first {
+                        socket.send_to(&out[..len], to).await?;
                     }
                 }
                 Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}

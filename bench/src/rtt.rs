@@ -482,8 +482,11 @@ pub struct RunOutcome {
     pub lost: u64,
     /// Time the client spent in its per-message work (sealing and opening,
     /// or FastNet's protocol calls) over the measured round trips, where the
-    /// client times it (the floor and sans-IO rows).
+    /// client times it (the sans-IO rows).
     pub work: Option<Duration>,
+    /// The server's timed work per datagram it answered, warm-up included
+    /// (the sans-IO rows).
+    pub server_work: Option<Duration>,
 }
 
 /// Everything measured for a row over all runs.
@@ -512,6 +515,9 @@ pub struct RowResult {
     /// Median nanoseconds per round trip of the client's timed per-message
     /// work (see [`RunOutcome::work`]).
     pub work_ns: Option<f64>,
+    /// Median nanoseconds of the server's timed work per datagram (see
+    /// [`RunOutcome::server_work`]).
+    pub server_work_ns: Option<f64>,
     rounds: usize,
     outcomes: Vec<RunOutcome>,
 }
@@ -530,6 +536,7 @@ impl RowResult {
             connect_ms: None,
             lost: 0,
             work_ns: None,
+            server_work_ns: None,
             rounds: 0,
             outcomes: Vec::new(),
         }
@@ -577,6 +584,13 @@ impl RowResult {
             .map(|w| w.as_nanos() as f64 / n)
             .collect();
         self.work_ns = (!work.is_empty()).then(|| median(work));
+        let server_work: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.server_work)
+            .map(|w| w.as_nanos() as f64)
+            .collect();
+        self.server_work_ns = (!server_work.is_empty()).then(|| median(server_work));
         let connects: Vec<f64> = self
             .outcomes
             .iter()
@@ -624,7 +638,7 @@ pub fn measure(h: &Harness, rows: &[Row]) -> Vec<RowResult> {
 pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
     let extra = row.server_args();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let server = ServerProcess::spawn(&h.exe, row.server, Mode::Echo, &extra)?;
+    let mut server = ServerProcess::spawn(&h.exe, row.server, Mode::Echo, &extra)?;
     match row.client {
         ClientKind::UdpBlock | ClientKind::UdpSpin => {
             udp_client(h, &server, row.client == ClientKind::UdpSpin)
@@ -637,8 +651,16 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
         ClientKind::Enet => enet_client(h, &server, row.reliable),
         ClientKind::UdpAead if row.mode == IoMode::Tokio => sealed_tokio_client(h, &server),
         ClientKind::UdpAead => sealed_udp_client(h, &server, row.mode == IoMode::BusyPoll),
-        ClientKind::SansIo if row.mode == IoMode::Tokio => sans_io_tokio_client(h, &server, row),
-        ClientKind::SansIo => sans_io_client(h, &server, row),
+        ClientKind::SansIo => {
+            let mut outcome = if row.mode == IoMode::Tokio {
+                sans_io_tokio_client(h, &server, row)?
+            } else {
+                sans_io_client(h, &server, row)?
+            };
+            let r = server.report()?;
+            outcome.server_work = (r.work_count > 0).then(|| r.work / r.work_count as u32);
+            Ok(outcome)
+        }
     }
 }
 
@@ -684,6 +706,7 @@ macro_rules! ping_loop {
             connect: None,
             lost: 0,
             work: work.map(Cell::get),
+            server_work: None,
         }
     }};
 }

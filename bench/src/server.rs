@@ -128,6 +128,10 @@ struct Counters {
     bytes: AtomicU64,
     first_ns: AtomicU64,
     last_ns: AtomicU64,
+    /// Time the server spent on its timed per-datagram work (sans-IO rows).
+    work_ns: AtomicU64,
+    /// Datagrams whose work was timed.
+    work_count: AtomicU64,
 }
 
 fn counters() -> &'static Counters {
@@ -138,7 +142,18 @@ fn counters() -> &'static Counters {
         bytes: AtomicU64::new(0),
         first_ns: AtomicU64::new(0),
         last_ns: AtomicU64::new(0),
+        work_ns: AtomicU64::new(0),
+        work_count: AtomicU64::new(0),
     })
+}
+
+/// Counts the server's work on one received datagram (the sans-IO rows time
+/// it from the receive's return to the answer's hand-over to the socket).
+pub(crate) fn note_work(work: Duration) {
+    let c = counters();
+    c.work_ns
+        .fetch_add(work.as_nanos() as u64, Ordering::Relaxed);
+    c.work_count.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts one received message.
@@ -167,7 +182,11 @@ fn spawn_control() {
                     .last_ns
                     .load(Ordering::Relaxed)
                     .saturating_sub(c.first_ns.load(Ordering::Relaxed));
-                println!("REPORT messages={messages} bytes={bytes} span_ns={span}");
+                let work_ns = c.work_ns.swap(0, Ordering::Relaxed);
+                let work_count = c.work_count.swap(0, Ordering::Relaxed);
+                println!(
+                    "REPORT messages={messages} bytes={bytes} span_ns={span} work_ns={work_ns} work_count={work_count}"
+                );
             }
         }
         std::process::exit(0);
@@ -443,6 +462,10 @@ pub struct Received {
     pub bytes: u64,
     /// Time from the first to the last message.
     pub span: Duration,
+    /// Time the server spent on its timed per-datagram work (sans-IO rows).
+    pub work: Duration,
+    /// Datagrams whose work was timed.
+    pub work_count: u64,
 }
 
 /// A server running in a child process; it exits when this is dropped.
@@ -526,6 +549,8 @@ impl ServerProcess {
                 "messages" => received.messages = v,
                 "bytes" => received.bytes = v,
                 "span_ns" => received.span = Duration::from_nanos(v),
+                "work_ns" => received.work = Duration::from_nanos(v),
+                "work_count" => received.work_count = v,
                 _ => {}
             }
         }
