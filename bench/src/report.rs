@@ -10,6 +10,10 @@ use crate::handshake::HandshakeResult;
 use crate::memory::MemoryResult;
 use crate::rtt::{RowResult, PING_BYTES, SERVICE_FOR_WAIT};
 use crate::sys::{self, Machine};
+
+/// Share of a spinning thread's time lost to pauses above which a report
+/// warns that the run was noisy (this VM loses about 1.2 % when quiet).
+const NOISY_RUN_LOST: f64 = 0.015;
 use crate::throughput::{Sender, ThroughputResult};
 
 /// Everything one invocation measured.
@@ -168,6 +172,18 @@ impl Report {
             "Absolute times drift by tens of percent on this shared 2-vCPU machine: read the **ratios to raw UDP measured in \
              the same run and the same I/O mode**.\n"
         );
+        if let Some(st) = m.stalls.filter(|st| st.lost > NOISY_RUN_LOST) {
+            let _ = writeln!(
+                s,
+                "**This run was noisy.** The machine took {:.1} % of a spinning thread's time in pauses of {:.0} µs at the \
+                 median (over {:.1} % is unusual here): rows that should agree (unreliable and reliable, FastNet and its \
+                 floor) can disagree by more than their real difference. Compare builds with interleaved runs of both \
+                 (`--rows`) before drawing conclusions from one report.\n",
+                st.lost * 100.0,
+                st.median_ns as f64 / 1e3,
+                NOISY_RUN_LOST * 100.0
+            );
+        }
         self.targets(&mut s);
         self.latency(&mut s);
         self.throughput_section(&mut s);
