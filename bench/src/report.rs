@@ -316,6 +316,17 @@ impl Report {
         if let (Some(spin), Some(block)) =
             (work("fastnet-sansio-spin"), work("fastnet-sansio-block"))
         {
+            let cost = if block > spin {
+                format!(
+                    " The code and data are the same: the difference, {:.2} µs on the client's side alone (the \
+                     server does the same kind of work once per round trip), is what sleeping between datagrams \
+                     costs this work (caches and branch predictors lose its state while the process sleeps), and \
+                     it only shrinks with the code and memory a round trip touches.",
+                    (block - spin) / 1e3
+                )
+            } else {
+                " In this run sleeping between datagrams did not make it slower.".to_string()
+            };
             let server_work = |id: &str| self.row(id).and_then(|r| r.server_work_ns);
             let server = match (
                 server_work("fastnet-sansio-spin"),
@@ -346,14 +357,9 @@ impl Report {
                 "**The same work, warm and cold.** The sans-IO client rows time the client's own protocol work per \
                  round trip (queueing the message, building and sealing its datagram, then opening the answer and \
                  taking its message out: two AEAD calls{hot} and the protocol's bookkeeping, no system call): \
-                 {:.2} µs in the busy-poll loop, {:.2} µs in the blocking loop{tokio}. The code and data are the \
-                 same: the difference, {:.2} µs on the client's side alone (the server does the same kind of work once \
-                 per round trip), is what \
-                 sleeping between datagrams costs this work (caches and branch predictors lose its state while \
-                 the process sleeps), and it only shrinks with the code and memory a round trip touches.{server}",
+                 {:.2} µs in the busy-poll loop, {:.2} µs in the blocking loop{tokio}.{cost}{server}",
                 spin / 1e3,
                 block / 1e3,
-                (block - spin) / 1e3,
             ));
         }
         if let Some(l) = layers(
