@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # FastNet's benchmarks (issue #11): latency, throughput, handshake, AEAD,
-# allocations and memory against raw UDP, ENet and quinn, on loopback.
+# allocations, memory and instructions per round trip (callgrind) against raw
+# UDP, ENet and quinn, on loopback.
 #
 #   ./ci/bench.sh                 # everything: writes BENCHMARKS.md and bench/charts/*.svg
 #   ./ci/bench.sh rtt crypto      # some sections (report under target/fastnet-bench/)
@@ -20,6 +21,18 @@ if [ ! -e /usr/include/enet/enet.h ]; then
         touch bench/build.rs # let the build script find the library
     else
         echo "warning: libenet-dev is not installed and cannot be installed here; ENet rows will be skipped" >&2
+    fi
+fi
+
+# valgrind for the instructions table (callgrind); without it that table says
+# "not available".
+if ! command -v valgrind >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "==> installing valgrind for the instruction counts"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+    else
+        echo "warning: valgrind is not installed and cannot be installed here; instruction counts will be skipped" >&2
     fi
 fi
 

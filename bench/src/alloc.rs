@@ -127,74 +127,106 @@ fn loopback() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
-fn game_loop(h: &Harness, channel: ChannelId) -> BenchResult<AllocResult> {
-    let (config, trust) = dev_server_config()?;
-    let mut server = Server::bind(loopback(), loopback(), config)?;
-    let port = server.tcp_addr().port();
-    // The server is serviced by a helper thread while the client connects
-    // (a blocking call), then comes back to this thread.
-    let stop = Arc::new(AtomicBool::new(false));
-    let helper = {
-        let stop = stop.clone();
-        std::thread::spawn(move || -> std::io::Result<Server> {
-            while !stop.load(Ordering::Relaxed) {
-                server.service()?;
-            }
-            Ok(server)
+/// A game-loop `Client` and `Server` connected on loopback, both driven by the
+/// caller's thread, exchanging 64-byte ping-pongs.
+pub struct GameLoopPair {
+    client: Client,
+    server: Server,
+    channel: ChannelId,
+    payload: [u8; PING_BYTES],
+    server_buf: Vec<u8>,
+    client_buf: Vec<u8>,
+}
+
+impl GameLoopPair {
+    /// Binds a server with a fresh development certificate and connects a
+    /// client that pins it; ping-pongs go on `channel`.
+    pub fn connect(channel: ChannelId) -> BenchResult<Self> {
+        let (config, trust) = dev_server_config()?;
+        let mut server = Server::bind(loopback(), loopback(), config)?;
+        let port = server.tcp_addr().port();
+        // The server is serviced by a helper thread while the client connects
+        // (a blocking call), then comes back to this thread.
+        let stop = Arc::new(AtomicBool::new(false));
+        let helper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || -> std::io::Result<Server> {
+                while !stop.load(Ordering::Relaxed) {
+                    server.service_for(Duration::from_micros(200))?;
+                }
+                Ok(server)
+            })
+        };
+        let client = Client::connect("127.0.0.1", port, ClientConfig::with_trust(trust));
+        stop.store(true, Ordering::Relaxed);
+        let server = helper
+            .join()
+            .map_err(|_| fail("server thread panicked"))??;
+        Ok(Self {
+            client: client?,
+            server,
+            channel,
+            payload: [7u8; PING_BYTES],
+            server_buf: Vec::new(),
+            client_buf: Vec::new(),
         })
-    };
-    let client = Client::connect("127.0.0.1", port, ClientConfig::with_trust(trust));
-    stop.store(true, Ordering::Relaxed);
-    let mut server = helper
-        .join()
-        .map_err(|_| fail("server thread panicked"))??;
-    let mut client = client?;
-    let payload = [7u8; PING_BYTES];
-    let (mut server_buf, mut client_buf) = (Vec::new(), Vec::new());
-    let mut round_trip = |client: &mut Client, server: &mut Server| -> BenchResult<()> {
+    }
+
+    /// One ping-pong: the client sends, the server echoes, the client takes
+    /// the echo in.
+    pub fn round_trip(&mut self) -> BenchResult<()> {
+        let (client, server) = (&mut self.client, &mut self.server);
         client
-            .send_now(channel, &payload)
+            .send_now(self.channel, &self.payload)
             .map_err(|e| fail(e.to_string()))?;
         let t = Instant::now();
         loop {
             server.service()?;
             while server.poll_event().is_some() {}
-            while let Some((peer, ch)) = server.recv_into(&mut server_buf) {
+            while let Some((peer, ch)) = server.recv_into(&mut self.server_buf) {
                 server
-                    .send(peer, ch, &server_buf)
+                    .send(peer, ch, &self.server_buf)
                     .map_err(|e| fail(e.to_string()))?;
             }
             server.service()?;
             client.service()?;
-            if client.recv_into(&mut client_buf).is_some() {
+            if client.recv_into(&mut self.client_buf).is_some() {
                 return Ok(());
             }
             if t.elapsed() > Duration::from_secs(5) {
                 return Err(fail("no echo"));
             }
         }
-    };
-    for _ in 0..h.warmup.max(100) {
-        round_trip(&mut client, &mut server)?;
     }
-    let before = client.stats();
+
+    /// Datagrams the client has sent and received so far.
+    pub fn client_datagrams(&self) -> u64 {
+        let stats = self.client.stats();
+        stats.packets_sent + stats.packets_received
+    }
+}
+
+fn game_loop(h: &Harness, channel: ChannelId) -> BenchResult<AllocResult> {
+    let mut pair = GameLoopPair::connect(channel)?;
+    for _ in 0..h.warmup.max(100) {
+        pair.round_trip()?;
+    }
+    let before = pair.client_datagrams();
     let mut result = Ok(());
     let info = allocation_counter::measure(|| {
         for _ in 0..h.rounds {
-            if let Err(e) = round_trip(&mut client, &mut server) {
+            if let Err(e) = pair.round_trip() {
                 result = Err(e);
                 return;
             }
         }
     });
     result?;
-    let after = client.stats();
     Ok(AllocResult {
         label: "",
         round_trips: h.rounds as u64,
         // Every datagram is sent by one end and received by the other.
-        datagrams: (after.packets_sent + after.packets_received)
-            - (before.packets_sent + before.packets_received),
+        datagrams: pair.client_datagrams() - before,
         allocations: info.count_total,
         bytes: info.bytes_total,
         skipped: None,
@@ -217,41 +249,82 @@ async fn receive_events(
     Ok(())
 }
 
-fn tokio_driver(h: &Harness, channel: ChannelId, receive: Receive) -> BenchResult<AllocResult> {
-    let (config, trust) = dev_server_config()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (server, client) = rt.block_on(async {
-        let server = SecureSocket::bind_server_with(loopback(), loopback(), config).await?;
-        let tcp = server
-            .local_tcp_addr()
-            .ok_or_else(|| fail("no TCP address"))?;
-        let echo = server.clone();
-        tokio::spawn(async move {
-            let mut events = Vec::new();
-            while receive_events(&echo, receive, &mut events).await.is_ok() {
-                for event in &events {
-                    if let SecureEvent::Data(peer, channel, data) = event {
-                        let _ = echo.send(*peer, *channel, data).await;
+/// A Tokio driver client and server socket connected on loopback, on one
+/// current-thread runtime, the server answering every message from a task.
+pub struct TokioPair {
+    client: SecureSocket,
+    /// Kept open for the echo task, which holds a clone.
+    _server: SecureSocket,
+    channel: ChannelId,
+    receive: Receive,
+    events: Vec<SecureEvent>,
+    /// Dropped last (fields drop in order), after the sockets.
+    rt: tokio::runtime::Runtime,
+}
+
+/// The client socket's ID for its server.
+const SERVER_PEER: fastnet::net::PeerId = 1;
+
+impl TokioPair {
+    /// Binds a server with a fresh development certificate, spawns its echo
+    /// task and connects a client that pins it; both receive as `receive` says.
+    fn connect(channel: ChannelId, receive: Receive) -> BenchResult<Self> {
+        let (config, trust) = dev_server_config()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (server, client) = rt.block_on(async {
+            let server = SecureSocket::bind_server_with(loopback(), loopback(), config).await?;
+            let tcp = server
+                .local_tcp_addr()
+                .ok_or_else(|| fail("no TCP address"))?;
+            let echo = server.clone();
+            tokio::spawn(async move {
+                let mut events = Vec::new();
+                while receive_events(&echo, receive, &mut events).await.is_ok() {
+                    for event in &events {
+                        if let SecureEvent::Data(peer, channel, data) = event {
+                            let _ = echo.send(*peer, *channel, data).await;
+                        }
                     }
                 }
-            }
-        });
-        let client = SecureSocket::connect_with(tcp, ClientConfig::with_trust(trust)).await?;
-        BenchResult::Ok((server, client))
-    })?;
-    const SERVER_PEER: fastnet::net::PeerId = 1;
-    let payload = [7u8; PING_BYTES];
-    let mut events = Vec::new();
-    let mut round_trips = |n: usize| -> BenchResult<()> {
+            });
+            let client = SecureSocket::connect_with(tcp, ClientConfig::with_trust(trust)).await?;
+            BenchResult::Ok((server, client))
+        })?;
+        Ok(Self {
+            client,
+            _server: server,
+            channel,
+            receive,
+            events: Vec::new(),
+            rt,
+        })
+    }
+
+    /// The same, receiving with `poll_into`.
+    pub fn connect_poll_into(channel: ChannelId) -> BenchResult<Self> {
+        Self::connect(channel, Receive::PollInto)
+    }
+
+    /// `n` ping-pongs, each awaited to its echo.
+    pub fn round_trips(&mut self, n: usize) -> BenchResult<()> {
+        let payload = [7u8; PING_BYTES];
+        let Self {
+            rt,
+            client,
+            channel,
+            receive,
+            events,
+            ..
+        } = self;
         rt.block_on(async {
             for _ in 0..n {
-                client.send(SERVER_PEER, channel, payload).await?;
+                client.send(SERVER_PEER, *channel, payload).await?;
                 loop {
                     tokio::time::timeout(
                         Duration::from_secs(5),
-                        receive_events(&client, receive, &mut events),
+                        receive_events(client, *receive, events),
                     )
                     .await
                     .map_err(|_| fail("no echo"))??;
@@ -262,23 +335,30 @@ fn tokio_driver(h: &Harness, channel: ChannelId, receive: Receive) -> BenchResul
             }
             Ok(())
         })
-    };
-    round_trips(h.warmup.max(100))?;
-    let before = client
-        .peer_stats(SERVER_PEER)
-        .ok_or_else(|| fail("no server peer"))?;
+    }
+
+    /// Datagrams the client has sent and received so far.
+    pub fn client_datagrams(&self) -> BenchResult<u64> {
+        let stats = self
+            .client
+            .peer_stats(SERVER_PEER)
+            .ok_or_else(|| fail("no server peer"))?;
+        Ok(stats.packets_sent + stats.packets_received)
+    }
+}
+
+fn tokio_driver(h: &Harness, channel: ChannelId, receive: Receive) -> BenchResult<AllocResult> {
+    let mut pair = TokioPair::connect(channel, receive)?;
+    pair.round_trips(h.warmup.max(100))?;
+    let before = pair.client_datagrams()?;
     let mut result = Ok(());
-    let info = allocation_counter::measure(|| result = round_trips(h.rounds));
+    let info = allocation_counter::measure(|| result = pair.round_trips(h.rounds));
     result?;
-    let after = client
-        .peer_stats(SERVER_PEER)
-        .ok_or_else(|| fail("no server peer"))?;
-    drop((client, server));
+    let after = pair.client_datagrams()?;
     Ok(AllocResult {
         label: "",
         round_trips: h.rounds as u64,
-        datagrams: (after.packets_sent + after.packets_received)
-            - (before.packets_sent + before.packets_received),
+        datagrams: after - before,
         allocations: info.count_total,
         bytes: info.bytes_total,
         skipped: None,

@@ -1,7 +1,8 @@
 //! FastNet's benchmark harness (issue #11): ping-pong latency against raw UDP,
 //! ENet and QUIC (quinn) with client and server in two processes, one-way
 //! throughput, handshake time, per-packet AEAD cost, heap allocations per
-//! packet, and memory per idle connection. `main.rs` is the command line;
+//! packet, memory per idle connection, and instructions per round trip
+//! (callgrind). `main.rs` is the command line;
 //! every measurement is a function here so the smoke test can run it with tiny
 //! sample counts.
 //!
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod enet;
 pub mod floor;
 pub mod handshake;
+pub mod instructions;
 pub mod memory;
 pub mod quic;
 pub mod report;

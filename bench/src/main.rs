@@ -21,24 +21,26 @@ use fastnet_bench::report::Report;
 use fastnet_bench::rtt::ROWS;
 use fastnet_bench::sys::{Machine, Stalls, WakeLatencyRequest};
 use fastnet_bench::{
-    alloc, charts, crypto, handshake, memory, rtt, server, throughput, BenchResult, Harness,
+    alloc, charts, crypto, handshake, instructions, memory, rtt, server, throughput, BenchResult,
+    Harness,
 };
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "rtt",
     "throughput",
     "handshake",
     "crypto",
     "alloc",
     "memory",
+    "instructions",
 ];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("serve") {
-        server::serve(&args[1..])
-    } else {
-        run(&args)
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => server::serve(&args[1..]),
+        Some("probe") => instructions::probe(&args[1..]),
+        _ => run(&args),
     };
     if let Err(e) = result {
         eprintln!("fastnet-bench: {e}");
@@ -147,6 +149,7 @@ fn run(args: &[String]) -> BenchResult<()> {
         ("crypto", 2 * crypto::backends().len()),
         ("alloc", alloc::CASE_COUNT),
         ("memory", 1 + h.idle_clients.len()),
+        ("instructions", instructions::CASE_COUNT),
     ]
     .iter()
     .filter(|(s, _)| has(s))
@@ -183,6 +186,7 @@ fn run(args: &[String]) -> BenchResult<()> {
         crypto: None,
         alloc: None,
         memory: None,
+        instructions: None,
         charts: Vec::new(),
     };
     if has("crypto") {
@@ -202,6 +206,9 @@ fn run(args: &[String]) -> BenchResult<()> {
     }
     if has("memory") {
         report.memory = Some(memory::measure(&h));
+    }
+    if has("instructions") {
+        report.instructions = Some(instructions::measure(&h));
     }
     h.progress.finish_and_clear();
     drop(wake);

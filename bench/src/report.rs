@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::alloc::AllocResult;
 use crate::crypto::CryptoResult;
 use crate::handshake::HandshakeResult;
+use crate::instructions::{InstrResult, Part};
 use crate::memory::MemoryResult;
 use crate::rtt::{RowResult, PING_BYTES, SERVICE_FOR_WAIT};
 use crate::sys::{self, Machine};
@@ -37,6 +38,8 @@ pub struct Report {
     pub alloc: Option<Vec<AllocResult>>,
     /// Memory rows.
     pub memory: Option<Vec<MemoryResult>>,
+    /// Instruction rows (callgrind).
+    pub instructions: Option<Vec<InstrResult>>,
     /// Chart files written (relative to `bench/charts/`).
     pub charts: Vec<String>,
 }
@@ -48,6 +51,9 @@ const RELIABLE_P50_RATIO: f64 = 1.2;
 const THROUGHPUT_FRACTION: f64 = 0.7;
 const HANDSHAKE_P50_MS: f64 = 2.0;
 const IDLE_CONNECTION_BYTES: f64 = 4096.0;
+
+/// FastNet source files listed per instruction case.
+const INSTRUCTION_FILES_SHOWN: usize = 8;
 
 fn verdict(ok: bool) -> &'static str {
     if ok {
@@ -191,6 +197,7 @@ impl Report {
         self.crypto_section(&mut s);
         self.alloc_section(&mut s);
         self.memory_section(&mut s);
+        self.instructions_section(&mut s);
         self.notes(&mut s);
         if !self.charts.is_empty() {
             let _ = writeln!(s, "## Charts\n");
@@ -199,6 +206,64 @@ impl Report {
             }
         }
         s
+    }
+
+    /// One instruction-count case, if it ran.
+    fn instr(&self, case: &str) -> Option<&InstrResult> {
+        self.instructions
+            .as_ref()?
+            .iter()
+            .find(|r| r.case == case && r.skipped.is_none())
+    }
+
+    /// The protocol's instructions per round trip, from the callgrind table
+    /// (or how to count them).
+    fn protocol_instructions(&self) -> String {
+        let (Some(sans_io), Some(floor)) = (self.instr("sansio"), self.instr("floor")) else {
+            return "count its instructions with `fastnet-bench instructions` (callgrind)".into();
+        };
+        let top = sans_io
+            .fastnet_files
+            .iter()
+            .take(3)
+            .map(|(f, n)| format!("`{}` {n:.0}", f.trim_start_matches("core/src/")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "callgrind counts {:.0} instructions per round trip in it for both ends together (sans-IO case of the \
+             instructions table: {top} the largest files), beside {:.0} in ring's four AEAD calls; the encryption \
+             floor's whole loop, system-call wrappers included, is {:.0}",
+            sans_io.part(Part::Protocol),
+            sans_io.part(Part::Aead),
+            floor.total()
+        )
+    }
+
+    /// The Tokio driver's instructions per round trip against raw Tokio and
+    /// the game loop, from the callgrind table (or how to count them).
+    fn tokio_instructions(&self) -> String {
+        let (Some(tokio), Some(raw), Some(game), Some(sans_io)) = (
+            self.instr("tokio"),
+            self.instr("udp-tokio"),
+            self.instr("gameloop"),
+            self.instr("sansio"),
+        ) else {
+            return "Count its instructions with `fastnet-bench instructions` (callgrind)".into();
+        };
+        let beyond = |r: &InstrResult| r.total() - sans_io.total();
+        format!(
+            "Counted by callgrind (instructions table, both ends), a Tokio round trip executes {:.0} instructions: \
+             {:.0} more than the sans-IO protocol alone, of which {:.0} in FastNet's drivers and {:.0} in Tokio \
+             (a raw Tokio UDP echo executes {:.0} in all, {:.0} of them in Tokio); the game-loop drivers add {:.0} to \
+             the sans-IO protocol",
+            tokio.total(),
+            beyond(tokio),
+            tokio.part(Part::Drivers),
+            tokio.part(Part::Tokio),
+            raw.total(),
+            raw.part(Part::Tokio),
+            beyond(game)
+        )
     }
 
     fn notes(&self, s: &mut String) {
@@ -265,8 +330,7 @@ impl Report {
                 "**Busy-poll round trip, layer by layer.** {}. The floor alone is {:.2}× raw UDP: {verdict}. \
                  What FastNet adds beyond the floor is its own to cut, and is measured in two parts. \
                  The protocol (framing, ACK and loss bookkeeping, replay window, timers, the endpoint's tables): \
-                 run `--example server_path` (both ends of an echo in memory) under callgrind to count its \
-                 instructions per round trip outside ring's functions. The drivers: a spinning `service()` reads with plain `recvfrom` until the socket is \
+                 {protocol_instructions}. The drivers: a spinning `service()` reads with plain `recvfrom` until the socket is \
                  empty, so it makes raw UDP's system calls plus one empty read per datagram received (an empty \
                  `recvmmsg` costs about twice an empty `recvfrom` on this kernel, so `recvmmsg` batches start from \
                  the third datagram of a burst); the rest is the drivers' bookkeeping per call (clock reads, the \
@@ -274,6 +338,7 @@ impl Report {
                  datagram, which grows with each spin iteration's length.",
                 split(l),
                 floor / raw,
+                protocol_instructions = self.protocol_instructions(),
             ));
         }
         if let (Some(st), Some(raw), Some(floor), Some(fast)) = (
@@ -401,11 +466,10 @@ impl Report {
                  makes a plain Tokio echo's system calls (wake, receive, send, an empty receive, wait). On top of the \
                  protocol's work the driver runs one `select!` per wait (socket readiness, the next protocol deadline \
                  on a timer kept registered between waits, a `Notify` for sends from other tasks), takes its lock and \
-                 hands each message over through the event vector. That is few instructions (count both processes \
-                 with `valgrind --tool=callgrind --trace-children=yes` on `fastnet-bench rtt --rows` \
-                 `fastnet-sansio-tokio`, then `fastnet-unrel-tokio`, at two round counts, and divide the difference), \
-                 but like the protocol it runs with cold caches after each wake-up.",
+                 hands each message over through the event vector. {}; like the protocol it runs with cold caches \
+                 after each wake-up.",
                 split(l),
+                self.tokio_instructions(),
             ));
         }
         if let (Some(spin), Some(busy), Some(block)) = (
@@ -1036,5 +1100,71 @@ impl Report {
             );
         }
         let _ = writeln!(s);
+    }
+
+    fn instructions_section(&self, s: &mut String) {
+        let Some(rows) = &self.instructions else {
+            return;
+        };
+        let _ = writeln!(s, "## Instructions per round trip (callgrind)\n");
+        let _ = writeln!(
+            s,
+            "A 64-byte ping-pong with both ends in one process on one thread, run under `valgrind --tool=callgrind`, \
+             which counts the instructions executed in user space by the measured round trips only (after a warm-up; \
+             `fastnet-bench probe <case>`). The count does not depend on the machine's load, so it compares builds \
+             where the round-trip times cannot; it leaves out the kernel (system calls, the network stack) and what \
+             the instructions cost in time (cache misses after a sleep cost more than the instructions themselves). \
+             Instructions are attributed by their source file, inlined code included: ring's ChaCha20-Poly1305; \
+             FastNet's protocol (the sans-IO `Connection` and `Endpoint`: `core/src/` outside `net/`, and \
+             `net/endpoint.rs`, `net/deadlines.rs`); FastNet's drivers (the rest of `core/src/net/`); Tokio and mio; \
+             Rust's standard library where no FastNet function inlined it; libc and the vDSO (system-call \
+             wrappers, clock reads, `memcpy`); the bench's loop.\n"
+        );
+        let _ = write!(s, "| case | round trips | instructions per round trip |");
+        for p in Part::ALL {
+            let _ = write!(s, " {} |", p.label());
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(Part::ALL.len()));
+        for r in rows {
+            if let Some(why) = &r.skipped {
+                let _ = writeln!(
+                    s,
+                    "| {} | {why} |{}",
+                    r.label,
+                    " |".repeat(Part::ALL.len() + 1)
+                );
+                continue;
+            }
+            let _ = write!(s, "| {} | {} | {:.0} |", r.label, r.round_trips, r.total());
+            for p in Part::ALL {
+                let _ = write!(s, " {:.0} |", r.part(p));
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+        let files = |case: &str| {
+            rows.iter()
+                .find(|r| r.case == case && r.skipped.is_none())
+                .map(|r| {
+                    r.fastnet_files
+                        .iter()
+                        .take(INSTRUCTION_FILES_SHOWN)
+                        .map(|(f, n)| format!("`{}` {n:.0}", f.trim_start_matches("core/src/")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+        };
+        if let Some(f) = files("sansio") {
+            let _ = writeln!(
+                s,
+                "FastNet's own instructions per round trip by source file, sans-IO case (both ends, largest first): {f}.\n"
+            );
+        }
+        for (case, what) in [("gameloop", "game-loop"), ("tokio", "Tokio driver")] {
+            if let Some(f) = files(case) {
+                let _ = writeln!(s, "The same, {what} case: {f}.\n");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use fastnet_bench::instructions::{self, Part};
 use fastnet_bench::report::Report;
 use fastnet_bench::rtt::ROWS;
 use fastnet_bench::sys::Machine;
@@ -73,6 +74,39 @@ fn every_measurement_runs_with_tiny_counts() {
         .iter()
         .any(|m| m.heap_per_client.is_some_and(|b| b > 0.0)));
 
+    // Callgrind's counts are exact, so their attribution can be checked:
+    // only the encrypted cases run ring, only FastNet's cases run FastNet.
+    let ins = instructions::measure(&h);
+    assert_eq!(ins.len(), instructions::CASE_COUNT);
+    let valgrind = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for r in &ins {
+        if !valgrind {
+            assert!(r
+                .skipped
+                .as_deref()
+                .is_some_and(|w| w.starts_with("not available")));
+            continue;
+        }
+        assert!(r.skipped.is_none(), "{}: {:?}", r.case, r.skipped);
+        assert!(r.total() > 0.0, "{} counted", r.case);
+        // Thousands per round trip, not exact counts: a debug build's line
+        // tables blur a few instructions across files.
+        let runs = |p: Part| r.part(p) > 1000.0;
+        let encrypted = !r.case.starts_with("udp");
+        assert_eq!(runs(Part::Aead), encrypted, "{}: AEAD", r.case);
+        let tokio = r.case.contains("tokio");
+        assert_eq!(runs(Part::Tokio), tokio, "{}: Tokio", r.case);
+        let protocol = r
+            .fastnet_files
+            .iter()
+            .any(|(f, _)| f.starts_with("core/src/connection/"));
+        let fastnet = encrypted && r.case != "floor";
+        assert_eq!(protocol, fastnet, "{}: FastNet's connection code", r.case);
+    }
+
     let dir = std::env::temp_dir().join(format!("fastnet-bench-smoke-{}", std::process::id()));
     let written = charts::write_all(&dir, &rows, &tp).expect("charts");
     assert!(written.iter().any(|c| c == "throughput.svg"));
@@ -90,6 +124,7 @@ fn every_measurement_runs_with_tiny_counts() {
         crypto: Some(cr),
         alloc: Some(al),
         memory: Some(mem),
+        instructions: Some(ins),
         charts: written,
     };
     let md = report.markdown();
@@ -101,6 +136,7 @@ fn every_measurement_runs_with_tiny_counts() {
         "## Per-packet AEAD",
         "## Heap allocations",
         "## Memory per idle connection",
+        "## Instructions per round trip",
         "## Charts",
     ] {
         assert!(md.contains(section), "report has {section}");
