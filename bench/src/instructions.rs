@@ -15,7 +15,7 @@
 //! (system calls, the network stack) is not counted: the round-trip tables
 //! time it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -121,6 +121,12 @@ pub struct InstrResult {
     /// Instructions per round trip by FastNet source file (`core/src/...`),
     /// largest first.
     pub fastnet_files: Vec<(String, f64)>,
+    /// Bytes of code a round trip runs: the 64-byte lines holding an
+    /// instruction executed on at least every other round trip (both ends,
+    /// code they share counted once).
+    pub hot_code_bytes: u64,
+    /// The same, FastNet's protocol and drivers only.
+    pub hot_fastnet_code_bytes: u64,
     /// Why it did not run, if it did not.
     pub skipped: Option<String>,
 }
@@ -166,6 +172,8 @@ pub fn measure(h: &Harness) -> Vec<InstrResult> {
                     round_trips: 0,
                     parts: Vec::new(),
                     fastnet_files: Vec::new(),
+                    hot_code_bytes: 0,
+                    hot_fastnet_code_bytes: 0,
                     skipped: Some(e.to_string()),
                 },
             }
@@ -196,7 +204,7 @@ fn count(exe: &Path, case: &'static str, warmup: usize, rounds: usize) -> BenchR
         .arg("--tool=callgrind")
         .arg("--collect-atstart=no")
         .arg("--toggle-collect=*fastnet_bench*instructions*measured*")
-        .arg("--dump-instr=no")
+        .arg("--dump-instr=yes")
         .arg("--compress-strings=no")
         .arg("--compress-pos=no")
         .arg(format!("--callgrind-out-file={}", out.display()))
@@ -215,7 +223,9 @@ fn count(exe: &Path, case: &'static str, warmup: usize, rounds: usize) -> BenchR
         )));
     }
     let file = std::fs::File::open(&out)?;
-    let costs = parse(BufReader::new(file));
+    // Code run on most round trips (at least every other one) is the code a
+    // round trip needs; rarer paths (timers, keep-alives) are left out.
+    let costs = parse(BufReader::new(file), (rounds as u64).div_ceil(2));
     let _ = std::fs::remove_file(&out);
     let costs = costs?;
     if costs.total == 0 {
@@ -238,9 +248,14 @@ fn count(exe: &Path, case: &'static str, warmup: usize, rounds: usize) -> BenchR
         round_trips: rounds as u64,
         parts,
         fastnet_files,
+        hot_code_bytes: costs.hot_lines.len() as u64 * CODE_LINE_BYTES,
+        hot_fastnet_code_bytes: costs.hot_fastnet_lines.len() as u64 * CODE_LINE_BYTES,
         skipped: None,
     })
 }
+
+/// Bytes of an instruction cache line.
+const CODE_LINE_BYTES: u64 = 64;
 
 /// Instruction counts of one callgrind output, attributed.
 #[derive(Debug, Default)]
@@ -249,17 +264,27 @@ struct Costs {
     parts: HashMap<Part, u64>,
     /// FastNet's files, as `core/src/...`.
     fastnet_files: HashMap<String, u64>,
+    /// Cache lines (object, address / 64) holding an instruction executed at
+    /// least the hot count.
+    hot_lines: HashSet<(usize, u64)>,
+    /// The same, FastNet's (protocol and drivers).
+    hot_fastnet_lines: HashSet<(usize, u64)>,
 }
 
 /// Reads a callgrind output written with `--compress-strings=no
-/// --compress-pos=no --dump-instr=no` (one event, `Ir`): the self cost of
-/// every cost line, by the source file it belongs to (`fi=`/`fe=` for
-/// inlined code, else the function's `fl=`) and the function (`fn=`) and
-/// object (`ob=`) it runs in. The cost line after a `calls=` line is the
-/// callee's inclusive cost and is skipped (the callee's own lines count it).
-fn parse(input: impl BufRead) -> BenchResult<Costs> {
+/// --compress-pos=no` (one event, `Ir`; positions `line`, or `instr line`
+/// with `--dump-instr=yes`): the self cost of every cost line, by the source
+/// file it belongs to (`fi=`/`fe=` for inlined code, else the function's
+/// `fl=`) and the function (`fn=`) and object (`ob=`) it runs in. The cost
+/// line after a `calls=` line is the callee's inclusive cost and is skipped
+/// (the callee's own lines count it). With instruction addresses, the cache
+/// lines of instructions executed at least `hot` times are collected.
+fn parse(input: impl BufRead, hot: u64) -> BenchResult<Costs> {
     let mut costs = Costs::default();
     let (mut ob, mut fl, mut file, mut func) = (String::new(), String::new(), None, String::new());
+    // Objects by number, for the hot lines' keys.
+    let mut objects: HashMap<String, usize> = HashMap::new();
+    let mut ob_id = 0;
     let mut skip_next = false;
     // Attribution of the current (object, file, function), cached.
     let mut current: Option<(Part, Option<String>)> = None;
@@ -273,11 +298,9 @@ fn parse(input: impl BufRead) -> BenchResult<Costs> {
                 skip_next = false;
                 continue;
             }
-            let Some(ir) = line
-                .split_ascii_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse::<u64>().ok())
-            else {
+            let mut fields = line.split_ascii_whitespace();
+            let position = fields.next().unwrap_or("");
+            let Some(ir) = fields.next_back().and_then(|c| c.parse::<u64>().ok()) else {
                 continue;
             };
             let (part, fastnet_file) = current.get_or_insert_with(|| {
@@ -289,11 +312,25 @@ fn parse(input: impl BufRead) -> BenchResult<Costs> {
             if let Some(f) = fastnet_file {
                 *costs.fastnet_files.entry(f.clone()).or_default() += ir;
             }
+            let address = position
+                .strip_prefix("0x")
+                .and_then(|a| u64::from_str_radix(a, 16).ok());
+            if let Some(address) = address.filter(|_| ir >= hot) {
+                let key = (ob_id, address / CODE_LINE_BYTES);
+                costs.hot_lines.insert(key);
+                if matches!(part, Part::Protocol | Part::Drivers) {
+                    costs.hot_fastnet_lines.insert(key);
+                }
+            }
             continue;
         }
         let (key, value) = line.split_once('=').unwrap_or((line.as_str(), ""));
         match key {
-            "ob" => ob = value.to_string(),
+            "ob" => {
+                ob = value.to_string();
+                let next = objects.len();
+                ob_id = *objects.entry(ob.clone()).or_insert(next);
+            }
             "fl" => {
                 fl = value.to_string();
                 file = None;
@@ -640,7 +677,7 @@ fn=sendto
 0 5
 totals: 182
 ";
-        let costs = parse(out.as_bytes()).expect("parses");
+        let costs = parse(out.as_bytes(), 1).expect("parses");
         assert_eq!(costs.total, 182);
         assert_eq!(
             costs.parts[&Part::Protocol],
@@ -657,6 +694,34 @@ totals: 182
             2,
             "the Rust library's core/src is not FastNet's"
         );
+    }
+
+    #[test]
+    fn hot_code_is_the_cache_lines_of_instructions_run_often_enough() {
+        let out = "\
+positions: instr line
+events: Ir
+ob=/bench
+fl=/work/core/src/connection/mod.rs
+fn=fastnet::connection::Connection::handle_datagram
+0x1000 10 4
+0x1004 10 4
+0x1040 11 4
+0x1080 12 1
+cfn=fastnet::net::io::UdpIo::send
+calls=4 0x2000
+0x1090 12 400
+ob=/usr/lib/x86_64-linux-gnu/libc.so.6
+fl=???
+fn=sendto
+0x1000 0 4
+";
+        let costs = parse(out.as_bytes(), 2).expect("parses");
+        assert_eq!(costs.total, 17, "the call's inclusive cost is not counted");
+        // 0x1000 and 0x1040 of the bench; 0x1080 ran once; libc's 0x1000 is
+        // another object's line.
+        assert_eq!(costs.hot_lines.len(), 3);
+        assert_eq!(costs.hot_fastnet_lines.len(), 2);
     }
 
     #[test]

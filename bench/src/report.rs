@@ -231,8 +231,8 @@ impl Report {
             .join(", ");
         format!(
             "callgrind counts {:.0} instructions per round trip in it for both ends together (sans-IO case of the \
-             instructions table: {top} the largest files), beside {:.0} in ring's four AEAD calls; the encryption \
-             floor's whole loop, system-call wrappers included, is {:.0}",
+             instructions table; the largest files: {top}), beside {:.0} in ring's four AEAD calls; the encryption \
+             floor's whole loop, system-call wrappers included, executes {:.0}",
             sans_io.part(Part::Protocol),
             sans_io.part(Part::Aead),
             floor.total()
@@ -263,6 +263,26 @@ impl Report {
             raw.total(),
             raw.part(Part::Tokio),
             beyond(game)
+        )
+    }
+
+    /// The code a round trip runs, from the callgrind table, as a sentence
+    /// (empty without it).
+    fn code_footprint(&self) -> String {
+        let (Some(sans_io), Some(floor)) = (self.instr("sansio"), self.instr("floor")) else {
+            return String::new();
+        };
+        let fastnet = sans_io.part(Part::Protocol) + sans_io.part(Part::Drivers);
+        format!(
+            " The instructions table counts that code: a round trip runs {:.1} KiB of FastNet's code (both ends \
+             together) for {:.0} of FastNet's instructions, {:.1} bytes of code per instruction executed, so nearly \
+             every one of those instructions runs once per round trip and the code to fetch again after a sleep \
+             shrinks only with the instructions themselves; the encryption floor's whole loop, AEAD included, runs \
+             {:.1} KiB.",
+            sans_io.hot_fastnet_code_bytes as f64 / 1024.0,
+            fastnet,
+            sans_io.hot_fastnet_code_bytes as f64 / fastnet.max(1.0),
+            floor.hot_code_bytes as f64 / 1024.0
         )
     }
 
@@ -386,8 +406,9 @@ impl Report {
                     " The code and data are the same: the difference, {:.2} µs on the client's side alone (the \
                      server does the same kind of work once per round trip), is what sleeping between datagrams \
                      costs this work (caches and branch predictors lose its state while the process sleeps), and \
-                     it only shrinks with the code and memory a round trip touches.",
-                    (block - spin) / 1e3
+                     it only shrinks with the code and memory a round trip touches.{}",
+                    (block - spin) / 1e3,
+                    self.code_footprint()
                 )
             } else {
                 " In this run sleeping between datagrams did not make it slower.".to_string()
@@ -1118,25 +1139,39 @@ impl Report {
              FastNet's protocol (the sans-IO `Connection` and `Endpoint`: `core/src/` outside `net/`, and \
              `net/endpoint.rs`, `net/deadlines.rs`); FastNet's drivers (the rest of `core/src/net/`); Tokio and mio; \
              Rust's standard library where no FastNet function inlined it; libc and the vDSO (system-call \
-             wrappers, clock reads, `memcpy`); the bench's loop.\n"
+             wrappers, clock reads, `memcpy`); the bench's loop. Code run per round trip: the 64-byte cache lines \
+             holding an instruction that ran on at least every other round trip, both ends together (code they \
+             share counts once): what a round trip brings back into the instruction cache after a sleep, when the \
+             kernel's wake-up and network code have evicted it.\n"
         );
-        let _ = write!(s, "| case | round trips | instructions per round trip |");
+        let _ = write!(
+            s,
+            "| case | round trips | code run per round trip KiB (FastNet's) | instructions per round trip |"
+        );
         for p in Part::ALL {
             let _ = write!(s, " {} |", p.label());
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(Part::ALL.len()));
+        let _ = writeln!(s, "|---|---|---|---|{}", "---|".repeat(Part::ALL.len()));
         for r in rows {
             if let Some(why) = &r.skipped {
                 let _ = writeln!(
                     s,
                     "| {} | {why} |{}",
                     r.label,
-                    " |".repeat(Part::ALL.len() + 1)
+                    " |".repeat(Part::ALL.len() + 2)
                 );
                 continue;
             }
-            let _ = write!(s, "| {} | {} | {:.0} |", r.label, r.round_trips, r.total());
+            let _ = write!(
+                s,
+                "| {} | {} | {:.1} ({:.1}) | {:.0} |",
+                r.label,
+                r.round_trips,
+                r.hot_code_bytes as f64 / 1024.0,
+                r.hot_fastnet_code_bytes as f64 / 1024.0,
+                r.total()
+            );
             for p in Part::ALL {
                 let _ = write!(s, " {:.0} |", r.part(p));
             }
