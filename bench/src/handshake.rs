@@ -33,11 +33,16 @@ pub struct HandshakeResult {
 /// Every handshake row.
 pub fn measure(h: &Harness) -> Vec<HandshakeResult> {
     type Measure = fn(&Harness) -> BenchResult<Vec<Duration>>;
-    let cases: [(&'static str, bool, Measure); 4] = [
+    let cases: [(&'static str, bool, Measure); CASE_COUNT] = [
         (
-            "FastNet `Client::connect` (TCP + TLS 1.3 + first UDP answer)",
+            "FastNet `Client::connect` (TCP + TLS 1.3 + first UDP answer), server in `service_for(16 ms)`",
             true,
-            fastnet_game_loop,
+            fastnet_game_loop_sleeping,
+        ),
+        (
+            "FastNet `Client::connect` (TCP + TLS 1.3 + first UDP answer), server spinning in `service()`",
+            true,
+            fastnet_game_loop_spinning,
         ),
         (
             "FastNet Tokio driver `SecureSocket::connect_with`",
@@ -79,8 +84,24 @@ pub fn measure(h: &Harness) -> Vec<HandshakeResult> {
         .collect()
 }
 
-fn fastnet_game_loop(h: &Harness) -> BenchResult<Vec<Duration>> {
-    let server = ServerProcess::spawn(&h.exe, ServerKind::FastnetSpin, Mode::Echo, &[])?;
+/// Number of handshake rows.
+pub const CASE_COUNT: usize = 5;
+
+/// Against a game-loop server whose game thread sleeps in `service_for`
+/// between frames, as most servers run.
+fn fastnet_game_loop_sleeping(h: &Harness) -> BenchResult<Vec<Duration>> {
+    fastnet_game_loop(h, ServerKind::FastnetBlock)
+}
+
+/// Against a game-loop server whose game thread spins in `service()`: it
+/// keeps one CPU busy and leaves the rest of the machine to the client and
+/// the server's handshake thread.
+fn fastnet_game_loop_spinning(h: &Harness) -> BenchResult<Vec<Duration>> {
+    fastnet_game_loop(h, ServerKind::FastnetSpin)
+}
+
+fn fastnet_game_loop(h: &Harness, kind: ServerKind) -> BenchResult<Vec<Duration>> {
+    let server = ServerProcess::spawn(&h.exe, kind, Mode::Echo, &[])?;
     let port = server.port("tcp")?;
     let mut times = Vec::with_capacity(h.connects);
     for i in 0..WARMUP_CONNECTS + h.connects {

@@ -145,7 +145,7 @@ fn run(args: &[String]) -> BenchResult<()> {
     let total = [
         ("rtt", available_rows * h.runs),
         ("throughput", throughput::CASE_COUNT * h.runs),
-        ("handshake", 4),
+        ("handshake", handshake::CASE_COUNT),
         ("crypto", 2 * crypto::backends().len()),
         ("alloc", alloc::CASE_COUNT),
         ("memory", 1 + h.idle_clients.len()),
