@@ -1,6 +1,8 @@
 //! Per-packet AEAD cost: `fastnet::crypto::PacketKey` sealing then opening one
 //! packet in place, with ring and (feature `rustcrypto`) RustCrypto's
-//! `chacha20poly1305`, for 64-byte and 1200-byte payloads. A calibrated loop:
+//! `chacha20poly1305`, for 64-byte and 1200-byte payloads; and, for reference,
+//! ring's AES-128-GCM (not FastNet's cipher) sealing and opening the same
+//! packets, to price the cipher itself. A calibrated loop:
 //! the iteration count is doubled until one sample takes `crypto_sample`, then
 //! several samples are taken and the median reported.
 
@@ -31,9 +33,12 @@ pub struct CryptoResult {
     pub seal_ns: f64,
 }
 
+/// The name of FastNet's default backend's rows.
+pub const RING: &str = "ring 0.17";
+
 /// The backends compiled in.
 pub fn backends() -> Vec<(&'static str, AeadBackend)> {
-    let mut v = vec![("ring 0.17", AeadBackend::Ring)];
+    let mut v = vec![(RING, AeadBackend::Ring)];
     #[cfg(feature = "rustcrypto")]
     v.push((
         "chacha20poly1305 0.10 (RustCrypto)",
@@ -42,11 +47,22 @@ pub fn backends() -> Vec<(&'static str, AeadBackend)> {
     v
 }
 
-/// Every backend and size.
+/// The reference row's name.
+pub const AES_GCM_REFERENCE: &str = "AES-128-GCM, ring 0.17 (reference: not FastNet's cipher)";
+
+/// Payload sizes measured.
+pub const SIZES: [usize; 2] = [64, 1200];
+
+/// Number of AEAD rows.
+pub fn case_count() -> usize {
+    SIZES.len() * (backends().len() + 1)
+}
+
+/// Every backend and size, then the AES-128-GCM reference.
 pub fn measure(h: &Harness) -> Vec<CryptoResult> {
     let mut out = Vec::new();
     for (name, backend) in backends() {
-        for size in [64usize, 1200] {
+        for size in SIZES {
             h.progress.set_message(format!("AEAD: {name}, {size} B"));
             out.push(CryptoResult {
                 backend: name,
@@ -57,7 +73,47 @@ pub fn measure(h: &Harness) -> Vec<CryptoResult> {
             h.progress.inc(1);
         }
     }
+    for size in SIZES {
+        h.progress
+            .set_message(format!("AEAD: {AES_GCM_REFERENCE}, {size} B"));
+        out.push(CryptoResult {
+            backend: AES_GCM_REFERENCE,
+            payload_bytes: size,
+            seal_open_ns: time_per_iteration(h.crypto_sample, aes_gcm(size, true)),
+            seal_ns: time_per_iteration(h.crypto_sample, aes_gcm(size, false)),
+        });
+        h.progress.inc(1);
+    }
     out
+}
+
+/// ring's AES-128-GCM on the same packet shape as [`seal_open`] (nonce from
+/// the packet number, header authenticated): seal, then open if `open`.
+fn aes_gcm(size: usize, open: bool) -> impl FnMut(u64) {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+    let key =
+        || LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &[0x42; 16]).expect("a 16-byte key"));
+    let (tx, rx) = (key(), key());
+    let header = [0x40u8; HEADER_BYTES];
+    let mut packet = vec![0xA5u8; size + TAG_BYTES];
+    let nonce = |pn: u64| {
+        let mut n = [0x24u8; 12];
+        n[4..].copy_from_slice(&pn.to_be_bytes());
+        Nonce::assume_unique_for_key(n)
+    };
+    move |pn| {
+        let tag = tx
+            .seal_in_place_separate_tag(nonce(pn), Aad::from(&header), &mut packet[..size])
+            .expect("within GCM's length limit");
+        packet[size..].copy_from_slice(tag.as_ref());
+        if open {
+            let n = rx
+                .open_in_place(nonce(pn), Aad::from(&header), &mut packet)
+                .expect("a packet we just sealed opens")
+                .len();
+            black_box(n);
+        }
+    }
 }
 
 fn key(backend: AeadBackend) -> PacketKey {

@@ -146,7 +146,7 @@ fn run(args: &[String]) -> BenchResult<()> {
         ("rtt", available_rows * h.runs),
         ("throughput", throughput::CASE_COUNT * h.runs),
         ("handshake", handshake::CASE_COUNT),
-        ("crypto", 2 * crypto::backends().len()),
+        ("crypto", crypto::case_count()),
         ("alloc", alloc::CASE_COUNT),
         ("memory", 1 + h.idle_clients.len()),
         ("instructions", instructions::CASE_COUNT),
