@@ -15,6 +15,10 @@ use crate::sys::{self, Machine};
 /// Share of a spinning thread's time lost to pauses above which a report
 /// warns that the run was noisy (this VM loses about 1.2 % when quiet).
 const NOISY_RUN_LOST: f64 = 0.015;
+
+/// An encryption floor faster than raw UDP by more than this (ratio of
+/// p50s) means the raw UDP runs were held up.
+const DISTURBED_FLOOR_RATIO: f64 = 0.97;
 use crate::throughput::{Sender, ThroughputResult};
 
 /// Everything one invocation measured.
@@ -114,6 +118,37 @@ impl Report {
         self.row(id)
     }
 
+    /// Warns about modes whose raw UDP row ran slower than its encryption
+    /// floor (raw UDP plus four AEAD calls): impossible unless the machine
+    /// held up the raw UDP runs, in which case every ratio of that mode is
+    /// flattered.
+    fn disturbed_baselines(&self, s: &mut String) {
+        use crate::rtt::IoMode;
+        let disturbed: Vec<String> = [IoMode::BusyPoll, IoMode::Blocking, IoMode::Tokio]
+            .into_iter()
+            .filter_map(|mode| {
+                let raw = self.row(mode.baseline())?;
+                let floor = self.floor_row(mode)?;
+                let ratio = self.ratios_to(floor, mode.baseline())?.0;
+                (ratio < DISTURBED_FLOOR_RATIO).then(|| {
+                    format!(
+                        "`{}` p50 {:.1} µs against `{}` {:.1} µs ({ratio:.2}×)",
+                        raw.row.id, raw.summary.p50, floor.row.id, floor.summary.p50
+                    )
+                })
+            })
+            .collect();
+        if !disturbed.is_empty() {
+            let _ = writeln!(
+                s,
+                "**Raw UDP was held up in this run:** {}. Raw UDP cannot be slower than itself plus four AEAD calls, \
+                 so the machine slowed those runs down, and every ratio of that mode to raw UDP is flattered. Do not \
+                 read that mode's targets from this run.\n",
+                disturbed.join("; ")
+            );
+        }
+    }
+
     /// The whole document.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -190,6 +225,7 @@ impl Report {
                 NOISY_RUN_LOST * 100.0
             );
         }
+        self.disturbed_baselines(&mut s);
         self.targets(&mut s);
         self.latency(&mut s);
         self.throughput_section(&mut s);
@@ -1327,5 +1363,52 @@ impl Report {
                 let _ = writeln!(s, "The same, {what} case: {f}.\n");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtt::ROWS;
+    use crate::stats::Summary;
+
+    fn row(id: &str, p50_us: f64) -> RowResult {
+        let summary = Summary {
+            count: 1,
+            p50: p50_us,
+            p99: p50_us,
+            ..Summary::default()
+        };
+        let mut r = RowResult::new(*ROWS.iter().find(|r| r.id == id).expect("a known row"));
+        r.runs = vec![summary];
+        r.summary = summary;
+        r
+    }
+
+    fn report(rows: Vec<RowResult>) -> Report {
+        Report {
+            machine: Machine::describe(),
+            command: "test".into(),
+            counts: (0, 1, 1),
+            rtt: Some(rows),
+            throughput: None,
+            handshake: None,
+            crypto: None,
+            alloc: None,
+            memory: None,
+            instructions: None,
+            charts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_raw_udp_row_slower_than_its_encryption_floor_is_reported_as_held_up() {
+        let held_up = report(vec![row("udp-block", 30.0), row("udp-aead-block", 26.0)]);
+        let md = held_up.markdown();
+        assert!(md.contains("Raw UDP was held up in this run"), "{md}");
+        assert!(md.contains("`udp-block` p50 30.0 µs"));
+
+        let normal = report(vec![row("udp-block", 22.0), row("udp-aead-block", 23.0)]);
+        assert!(!normal.markdown().contains("Raw UDP was held up"));
     }
 }

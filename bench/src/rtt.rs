@@ -523,7 +523,7 @@ pub struct RowResult {
 }
 
 impl RowResult {
-    fn new(row: Row) -> Self {
+    pub(crate) fn new(row: Row) -> Self {
         Self {
             row,
             skipped: row.unavailable().map(str::to_string),
