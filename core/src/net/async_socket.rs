@@ -870,7 +870,11 @@ impl SecureSocket {
                 active.waiting = true;
                 (deadline, s.udp.is_blocked())
             };
+            // In order, not in a random order: every wake-up ends in a full
+            // drive of the loop above, so no branch can starve another, and
+            // the random start costs a generator call per wait.
             tokio::select! {
+                biased;
                 r = shared.socket.readable() => r?,
                 r = shared.socket.writable(), if blocked => r?,
                 _ = notified => {}

@@ -394,6 +394,13 @@ impl Table {
                                 out: Vec::new(),
                                 written: 0,
                             });
+                            // Counted before its first pump, which may send the
+                            // server's flight: the client's first datagram can
+                            // come right after it and must find a handshake in
+                            // flight, or it is not kept for the session.
+                            self.shared
+                                .in_flight
+                                .store(self.pending.len(), Ordering::Release);
                             self.pump_at(self.pending.len() - 1, finished);
                         }
                         Err(e) => {
