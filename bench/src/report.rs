@@ -48,6 +48,17 @@ pub struct Report {
     pub charts: Vec<String>,
 }
 
+/// A round trip split layer by layer (see `Report::notes`).
+struct Layers {
+    raw: f64,
+    floor: f64,
+    sans_io: Option<f64>,
+    fast: f64,
+    fast_to_raw: f64,
+    fast_to_floor: f64,
+    floor_to_raw: f64,
+}
+
 /// Targets from `shared/ANCHORS.md`.
 const UNRELIABLE_P50_RATIO: f64 = 1.15;
 const UNRELIABLE_P99_RATIO: f64 = 1.3;
@@ -350,33 +361,79 @@ impl Report {
         let p50 = |id: &str| self.row(id).map(|r| r.summary.p50);
         // Raw UDP, then encryption alone, then FastNet's protocol without its
         // drivers, then FastNet: what each layer adds, per I/O mode.
+        // Each layer is what it adds within a run (the median over the runs),
+        // so that a machine that changed speed between runs is not counted
+        // as a layer; the ratios are the targets table's (medians of the
+        // per-run ratios).
         let layers = |raw: &str, floor: &str, sans_io: Option<&str>, fast: &str| {
-            let (raw, floor, fast) = (p50(raw)?, p50(floor)?, p50(fast)?);
-            let sans_io = sans_io.and_then(p50);
-            Some((raw, floor, sans_io, fast))
+            let (raw_row, floor_row, fast_row) =
+                (self.row(raw)?, self.row(floor)?, self.row(fast)?);
+            let sans_io_row = sans_io.and_then(|id| self.row(id));
+            let added = |upper: &RowResult, lower: &RowResult| {
+                if upper.runs.len() == lower.runs.len() && !upper.runs.is_empty() {
+                    crate::stats::median(
+                        upper
+                            .runs
+                            .iter()
+                            .zip(&lower.runs)
+                            .map(|(u, l)| u.p50 - l.p50)
+                            .collect(),
+                    )
+                } else {
+                    upper.summary.p50 - lower.summary.p50
+                }
+            };
+            let raw_p50 = raw_row.summary.p50;
+            let floor_p50 = raw_p50 + added(floor_row, raw_row);
+            let (sans_io_p50, fast_p50) = match sans_io_row {
+                Some(sio) => {
+                    let sio_p50 = floor_p50 + added(sio, floor_row);
+                    (Some(sio_p50), sio_p50 + added(fast_row, sio))
+                }
+                None => (None, floor_p50 + added(fast_row, floor_row)),
+            };
+            Some(Layers {
+                raw: raw_p50,
+                floor: floor_p50,
+                sans_io: sans_io_p50,
+                fast: fast_p50,
+                fast_to_raw: self.ratios_to(fast_row, raw)?.0,
+                fast_to_floor: self.ratios_to(fast_row, floor)?.0,
+                floor_to_raw: self.ratios_to(floor_row, raw)?.0,
+            })
         };
-        let split = |(raw, floor, sans_io, fast): (f64, f64, Option<f64>, f64)| {
-            match sans_io {
-            Some(sans_io) => format!(
-                "raw UDP {raw:.1} µs; with ChaCha20-Poly1305 on every datagram and nothing else (the encryption \
-                 floor) {floor:.1} µs; with FastNet's protocol as well, driven by the same raw loops (sans-IO row) \
-                 {sans_io:.1} µs; FastNet {fast:.1} µs. Encryption adds {:.1} µs, the protocol {:.1} µs and the \
-                 drivers {:.1} µs: FastNet is {:.2}× raw UDP and {:.2}× its floor",
-                floor - raw,
-                sans_io - floor,
-                fast - sans_io,
-                fast / raw,
-                fast / floor
-            ),
-            None => format!(
-                "raw UDP {raw:.1} µs; the encryption floor {floor:.1} µs; FastNet {fast:.1} µs: encryption adds \
-                 {:.1} µs, FastNet's protocol and driver {:.1} µs, so FastNet is {:.2}× raw UDP and {:.2}× its floor",
-                floor - raw,
-                fast - floor,
-                fast / raw,
-                fast / floor
-            ),
-        }
+        let split = |l: &Layers| {
+            let method = "each layer is the median over the runs of what it adds within its run, from the raw UDP \
+                          row's median p50";
+            match l.sans_io {
+                Some(sans_io) => format!(
+                    "raw UDP {:.1} µs; with ChaCha20-Poly1305 on every datagram and nothing else (the encryption \
+                     floor) {:.1} µs; with FastNet's protocol as well, driven by the same raw loops (sans-IO row) \
+                     {sans_io:.1} µs; FastNet {:.1} µs ({method}). Encryption adds {:.1} µs, the protocol {:.1} µs \
+                     and the drivers {:.1} µs: FastNet is {:.2}× raw UDP and {:.2}× its floor (medians of the \
+                     per-run ratios)",
+                    l.raw,
+                    l.floor,
+                    l.fast,
+                    l.floor - l.raw,
+                    sans_io - l.floor,
+                    l.fast - sans_io,
+                    l.fast_to_raw,
+                    l.fast_to_floor
+                ),
+                None => format!(
+                    "raw UDP {:.1} µs; the encryption floor {:.1} µs; FastNet {:.1} µs ({method}): encryption adds \
+                     {:.1} µs, FastNet's protocol and driver {:.1} µs, so FastNet is {:.2}× raw UDP and {:.2}× its \
+                     floor (medians of the per-run ratios)",
+                    l.raw,
+                    l.floor,
+                    l.fast,
+                    l.floor - l.raw,
+                    l.fast - l.floor,
+                    l.fast_to_raw,
+                    l.fast_to_floor
+                ),
+            }
         };
         let aead = self
             .crypto
@@ -390,7 +447,7 @@ impl Report {
             Some("fastnet-sansio-spin"),
             "fastnet-unrel-spin",
         ) {
-            let (raw, floor, _, _) = l;
+            let floor_ratio = l.floor_to_raw;
             let seal_open = |backend: &str| {
                 self.crypto.as_ref().and_then(|c| {
                     c.iter()
@@ -404,7 +461,7 @@ impl Report {
             ) {
                 (Some(aes), Some(chacha)) => {
                     // The floor's encryption share, priced at the other cipher.
-                    let floor_aes = raw + (floor - raw) * aes / chacha;
+                    let floor_aes = 1.0 + (floor_ratio - 1.0) * aes / chacha;
                     format!(
                         " On this CPU, ring's AES-128-GCM seals and opens a 64-byte packet in {aes:.0} ns against \
                          {chacha:.0} ns for its ChaCha20-Poly1305 (AEAD table, reference rows): the floor's encryption \
@@ -412,12 +469,12 @@ impl Report {
                          negotiated alternative where the CPU has AES instructions, as TLS 1.3 and QUIC do, is a \
                          protocol change that the brief, which specifies ChaCha20-Poly1305 on every packet, would \
                          have to allow.",
-                        floor_aes / raw
+                        floor_aes
                     )
                 }
                 _ => String::new(),
             };
-            let verdict = if floor / raw > UNRELIABLE_P50_RATIO {
+            let verdict = if floor_ratio > UNRELIABLE_P50_RATIO {
                 format!(
                     "four AEAD calls per round trip{aead} take more than the {UNRELIABLE_P50_RATIO}× target's \
                      margin over a busy-polling round trip this short, so on this machine no protocol that encrypts \
@@ -441,8 +498,8 @@ impl Report {
                  the third datagram of a burst); the rest is the drivers' bookkeeping per call (clock reads, the \
                  lock, the connection's and endpoint's deadline and transmit checks) and the time to notice a \
                  datagram, which grows with each spin iteration's length.",
-                split(l),
-                floor / raw,
+                split(&l),
+                floor_ratio,
                 protocol_instructions = self.protocol_instructions(),
             ));
         }
@@ -558,7 +615,7 @@ impl Report {
                  handshakes run on a thread of their own, which wakes it with an empty datagram when a session is \
                  ready.{short}",
                 crate::rtt::SERVICE_FOR_WAIT.as_millis(),
-                split(l),
+                split(&l),
                 self.what_closes_cold_gap("gameloop"),
             ));
         }
@@ -575,7 +632,7 @@ impl Report {
                  on a timer kept registered between waits, a `Notify` for sends from other tasks), takes its lock and \
                  hands each message over through the event vector. {}; like the protocol it runs with cold caches \
                  after each wake-up.{}",
-                split(l),
+                split(&l),
                 self.tokio_instructions(),
                 self.what_closes_cold_gap("tokio"),
             ));
