@@ -63,28 +63,45 @@ pub fn measure(h: &Harness) -> Vec<CryptoResult> {
     let mut out = Vec::new();
     for (name, backend) in backends() {
         for size in SIZES {
-            h.progress.set_message(format!("AEAD: {name}, {size} B"));
-            out.push(CryptoResult {
-                backend: name,
-                payload_bytes: size,
-                seal_open_ns: time_per_iteration(h.crypto_sample, seal_open(backend, size)),
-                seal_ns: time_per_iteration(h.crypto_sample, seal_only(backend, size)),
-            });
-            h.progress.inc(1);
+            out.push(measure_one(
+                h,
+                name,
+                size,
+                seal_open(backend, size),
+                seal_only(backend, size),
+            ));
         }
     }
     for size in SIZES {
-        h.progress
-            .set_message(format!("AEAD: {AES_GCM_REFERENCE}, {size} B"));
-        out.push(CryptoResult {
-            backend: AES_GCM_REFERENCE,
-            payload_bytes: size,
-            seal_open_ns: time_per_iteration(h.crypto_sample, aes_gcm(size, true)),
-            seal_ns: time_per_iteration(h.crypto_sample, aes_gcm(size, false)),
-        });
-        h.progress.inc(1);
+        out.push(measure_one(
+            h,
+            AES_GCM_REFERENCE,
+            size,
+            aes_gcm(size, true),
+            aes_gcm(size, false),
+        ));
     }
     out
+}
+
+/// One row: `seal_open` and `seal` timed per packet (see [`time_per_iteration`]).
+fn measure_one(
+    h: &Harness,
+    backend: &'static str,
+    payload_bytes: usize,
+    seal_open: impl FnMut(u64),
+    seal: impl FnMut(u64),
+) -> CryptoResult {
+    h.progress
+        .set_message(format!("AEAD: {backend}, {payload_bytes} B"));
+    let row = CryptoResult {
+        backend,
+        payload_bytes,
+        seal_open_ns: time_per_iteration(h.crypto_sample, seal_open),
+        seal_ns: time_per_iteration(h.crypto_sample, seal),
+    };
+    h.progress.inc(1);
+    row
 }
 
 /// ring's AES-128-GCM on the same packet shape as [`seal_open`] (nonce from

@@ -137,6 +137,17 @@ impl InstrResult {
         self.parts.iter().map(|(_, n)| n).sum()
     }
 
+    /// The `n` FastNet files with the most instructions per round trip, as
+    /// "`path` count" items separated by commas (paths under `core/src/`).
+    pub fn largest_files(&self, n: usize) -> String {
+        self.fastnet_files
+            .iter()
+            .take(n)
+            .map(|(f, count)| format!("`{}` {count:.0}", f.trim_start_matches("core/src/")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Instructions per round trip in one part.
     pub fn part(&self, part: Part) -> f64 {
         self.parts

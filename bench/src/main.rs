@@ -176,19 +176,11 @@ fn run(args: &[String]) -> BenchResult<()> {
         // With the PM QoS request held, as the latency rows run.
         machine.stalls = Some(Stalls::measure(Duration::from_millis(500)));
     }
-    let mut report = Report {
+    let mut report = Report::new(
         machine,
-        command: format!("cargo run --release -p fastnet-bench -- {}", args.join(" ")),
-        counts: (h.warmup, h.rounds, h.runs),
-        rtt: None,
-        throughput: None,
-        handshake: None,
-        crypto: None,
-        alloc: None,
-        memory: None,
-        instructions: None,
-        charts: Vec::new(),
-    };
+        format!("cargo run --release -p fastnet-bench -- {}", args.join(" ")),
+        (h.warmup, h.rounds, h.runs),
+    );
     if has("crypto") {
         report.crypto = Some(crypto::measure(&h));
     }

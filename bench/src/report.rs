@@ -12,6 +12,8 @@ use crate::memory::MemoryResult;
 use crate::rtt::{RowResult, PING_BYTES, SERVICE_FOR_WAIT};
 use crate::sys::{self, Machine};
 
+use crate::throughput::{Sender, ThroughputResult};
+
 /// Share of a spinning thread's time lost to pauses above which a report
 /// warns that the run was noisy (this VM loses about 1.2 % when quiet).
 const NOISY_RUN_LOST: f64 = 0.015;
@@ -19,7 +21,6 @@ const NOISY_RUN_LOST: f64 = 0.015;
 /// An encryption floor faster than raw UDP by more than this (ratio of
 /// p50s) means the raw UDP runs were held up.
 const DISTURBED_FLOOR_RATIO: f64 = 0.97;
-use crate::throughput::{Sender, ThroughputResult};
 
 /// Everything one invocation measured.
 #[derive(Clone, Debug)]
@@ -83,6 +84,31 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 impl Report {
+    /// A report of `machine` for `command`, with no section measured yet.
+    pub fn new(machine: Machine, command: String, counts: (usize, usize, usize)) -> Self {
+        Self {
+            machine,
+            command,
+            counts,
+            rtt: None,
+            throughput: None,
+            handshake: None,
+            crypto: None,
+            alloc: None,
+            memory: None,
+            instructions: None,
+            charts: Vec::new(),
+        }
+    }
+
+    /// The AEAD row of `backend` for `payload_bytes`, if measured.
+    fn aead(&self, backend: &str, payload_bytes: usize) -> Option<&CryptoResult> {
+        self.crypto
+            .as_ref()?
+            .iter()
+            .find(|x| x.backend == backend && x.payload_bytes == payload_bytes)
+    }
+
     fn row(&self, id: &str) -> Option<&RowResult> {
         self.rtt
             .as_ref()?
@@ -269,13 +295,7 @@ impl Report {
         let (Some(sans_io), Some(floor)) = (self.instr("sansio"), self.instr("floor")) else {
             return "count its instructions with `fastnet-bench instructions` (callgrind)".into();
         };
-        let top = sans_io
-            .fastnet_files
-            .iter()
-            .take(3)
-            .map(|(f, n)| format!("`{}` {n:.0}", f.trim_start_matches("core/src/")))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let top = sans_io.largest_files(3);
         format!(
             "callgrind counts {:.0} instructions per round trip in it for both ends together (sans-IO case of the \
              instructions table; the largest files: {top}), beside {:.0} in ring's four AEAD calls; the encryption \
@@ -340,15 +360,11 @@ impl Report {
             return String::new();
         };
         let fastnet = r.part(Part::Protocol) + r.part(Part::Drivers);
-        let largest = r
-            .fastnet_files
-            .first()
-            .map(|(f, n)| format!("`{}`, {n:.0}", f.trim_start_matches("core/src/")))
-            .unwrap_or_default();
+        let largest = r.largest_files(1);
         format!(
             " What would close the rest is a round trip that runs less of FastNet's code: {:.0} instructions and \
              {:.1} KiB of code per round trip in this mode (both ends; instructions table), against {:.1} KiB for the \
-             encryption floor's whole loop. They are spread over the protocol's and the driver's files (the largest, \
+             encryption floor's whole loop. They are spread over the protocol's and the driver's files (the largest: \
              {largest}), so there is no single hot spot to remove: every step of a round trip has to get shorter.",
             fastnet,
             r.hot_fastnet_code_bytes as f64 / 1024.0,
@@ -436,9 +452,7 @@ impl Report {
             }
         };
         let aead = self
-            .crypto
-            .as_ref()
-            .and_then(|c| c.iter().find(|x| x.backend.starts_with("ring") && x.payload_bytes == 64))
+            .aead(crate::crypto::RING, PING_BYTES)
             .map(|x| format!(" (a seal and an open of a 64-byte packet take {:.2} µs together in a hot loop, AEAD table)", x.seal_open_ns / 1e3))
             .unwrap_or_default();
         if let Some(l) = layers(
@@ -448,13 +462,7 @@ impl Report {
             "fastnet-unrel-spin",
         ) {
             let floor_ratio = l.floor_to_raw;
-            let seal_open = |backend: &str| {
-                self.crypto.as_ref().and_then(|c| {
-                    c.iter()
-                        .find(|x| x.backend == backend && x.payload_bytes == PING_BYTES)
-                        .map(|x| x.seal_open_ns)
-                })
-            };
+            let seal_open = |backend: &str| self.aead(backend, PING_BYTES).map(|x| x.seal_open_ns);
             let aes = match (
                 seal_open(crate::crypto::AES_GCM_REFERENCE),
                 seal_open(crate::crypto::RING),
@@ -576,9 +584,7 @@ impl Report {
                 .map(|t| format!(", {:.2} µs in the Tokio loop", t / 1e3))
                 .unwrap_or_default();
             let hot = self
-                .crypto
-                .as_ref()
-                .and_then(|c| c.iter().find(|x| x.backend.starts_with("ring") && x.payload_bytes == 64))
+                .aead(crate::crypto::RING, PING_BYTES)
                 .map(|x| format!(" (a seal and an open of a 64-byte packet take {:.2} µs together in a hot loop)", x.seal_open_ns / 1e3))
                 .unwrap_or_default();
             notes.push(format!(
@@ -779,11 +785,9 @@ impl Report {
                         && t.skipped.is_none()
                 })
             };
-            let seal_64 = self.crypto.as_ref().and_then(|c| {
-                c.iter()
-                    .find(|x| x.backend.starts_with("ring") && x.payload_bytes == PING_BYTES)
-                    .map(|x| x.seal_ns / 1e3)
-            });
+            let seal_64 = self
+                .aead(crate::crypto::RING, PING_BYTES)
+                .map(|x| x.seal_ns / 1e3);
             if let (Some(raw), Some(each), Some(batched), Some(seal)) = (
                 small(Sender::RawUdp),
                 small(Sender::FastnetEach),
@@ -825,13 +829,7 @@ impl Report {
                     && t.skipped.is_none()
             });
             if let (Some(e), Some(r)) = (each, raw) {
-                let seal_of = |backend: &str| {
-                    self.crypto.as_ref().and_then(|c| {
-                        c.iter()
-                            .find(|x| x.backend == backend && x.payload_bytes == 1200)
-                            .map(|x| x.seal_ns)
-                    })
-                };
+                let seal_of = |backend: &str| self.aead(backend, 1200).map(|x| x.seal_ns);
                 let seal_ns = seal_of(crate::crypto::RING);
                 let aes_seal_1200 = seal_of(crate::crypto::AES_GCM_REFERENCE);
                 let one = ethernet
@@ -1257,9 +1255,8 @@ impl Report {
         );
         let _ = writeln!(s, "|---|---|---|---|---|");
         for r in c {
-            let ring = c
-                .iter()
-                .find(|x| x.backend.starts_with("ring") && x.payload_bytes == r.payload_bytes)
+            let ring = self
+                .aead(crate::crypto::RING, r.payload_bytes)
                 .map(|x| r.seal_open_ns / x.seal_open_ns);
             let _ = writeln!(
                 s,
@@ -1398,16 +1395,8 @@ impl Report {
         }
         let _ = writeln!(s);
         let files = |case: &str| {
-            rows.iter()
-                .find(|r| r.case == case && r.skipped.is_none())
-                .map(|r| {
-                    r.fastnet_files
-                        .iter()
-                        .take(INSTRUCTION_FILES_SHOWN)
-                        .map(|(f, n)| format!("`{}` {n:.0}", f.trim_start_matches("core/src/")))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
+            self.instr(case)
+                .map(|r| r.largest_files(INSTRUCTION_FILES_SHOWN))
         };
         if let Some(f) = files("sansio") {
             let _ = writeln!(
@@ -1443,19 +1432,9 @@ mod tests {
     }
 
     fn report(rows: Vec<RowResult>) -> Report {
-        Report {
-            machine: Machine::describe(),
-            command: "test".into(),
-            counts: (0, 1, 1),
-            rtt: Some(rows),
-            throughput: None,
-            handshake: None,
-            crypto: None,
-            alloc: None,
-            memory: None,
-            instructions: None,
-            charts: Vec::new(),
-        }
+        let mut report = Report::new(Machine::describe(), "test".into(), (0, 1, 1));
+        report.rtt = Some(rows);
+        report
     }
 
     #[test]
