@@ -635,7 +635,8 @@ impl Report {
                 "**Tokio round trip, layer by layer.** {}. A client's socket is connected to the server, so each side \
                  makes a plain Tokio echo's system calls (wake, receive, send, an empty receive, wait). On top of the \
                  protocol's work the driver runs one `select!` per wait (socket readiness, the next protocol deadline \
-                 on a timer kept registered between waits, a `Notify` for sends from other tasks), takes its lock and \
+                 on a timer kept registered between waits, and a poke that another task's `send` gives when it moves \
+                 the deadline: a counter, and one registered waker per `poll` call), takes its lock and \
                  hands each message over through the event vector. {}; like the protocol it runs with cold caches \
                  after each wake-up.{}",
                 split(&l),

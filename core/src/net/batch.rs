@@ -378,6 +378,11 @@ impl SendBatch {
         self.gso
     }
 
+    /// Whether no datagram is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
     /// Whether the next datagram may not fit: flush first.
     pub fn is_full(&self) -> bool {
         self.queued.len() == SEND_BATCH || self.arena.len() - self.used < self.max_datagram

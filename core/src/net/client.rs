@@ -138,7 +138,10 @@ impl State {
     /// Sends every datagram the connection has to send (batched where the OS
     /// allows).
     fn transmit(&mut self, now: Instant) {
-        loop {
+        // `may_transmit` first: after a datagram, and on a call with nothing
+        // queued, it answers for a fraction of a `poll_transmit` that would
+        // return `None`.
+        while self.conn.may_transmit(now) {
             let slot = self.io.send_slot();
             let Some(n) = self.conn.poll_transmit(now, slot) else {
                 break;
