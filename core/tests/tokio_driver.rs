@@ -800,3 +800,70 @@ mod the_briefs_examples_compile {
         Ok(())
     }
 }
+
+/// A poll that waits on a far deadline (an idle connection's keep-alive, a
+/// second away) while another task sends: the send arms the retransmission
+/// timer, and the waiting poll must wake for it (the send pokes it). The
+/// server drops everything for the first 20 ms, so the message only arrives
+/// by a retransmission, about 27 ms after the send here; without the wake it
+/// would wait for the background ticker's takeover (250 ms after the poll's
+/// last drive, about 200 ms after the send) or the keep-alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_wakes_a_waiting_poll_for_its_retransmission() {
+    bounded("retransmission while polling", async {
+        let dev = dev_certificate();
+        let (server, _events, _task) = echo_server(
+            LOCALHOST_V4,
+            server_config(&dev, TransportConfig::default()),
+        )
+        .await;
+        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
+            .await
+            .unwrap();
+        let (tx, mut echoes) = mpsc::unbounded_channel();
+        let poller = client.clone();
+        let receiver = tokio::spawn(async move {
+            let mut events = Vec::new();
+            loop {
+                poller.poll_into(&mut events).await.unwrap();
+                for event in &events {
+                    if let SecureEvent::Data(1, channels::RELIABLE_ORDERED, data) = event {
+                        let _ = tx.send(data.clone());
+                    }
+                }
+            }
+        });
+        // The connection goes idle and the poll settles into a long wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deaf = LinkSimulation {
+            outgoing: None,
+            incoming: Some(LinkConfig {
+                loss: 1.0,
+                ..LinkConfig::default()
+            }),
+        };
+        server.set_link_simulation(&deaf).unwrap();
+        let sent = Instant::now();
+        client
+            .send(1, channels::RELIABLE_ORDERED, b"lost once".to_vec())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        server
+            .set_link_simulation(&LinkSimulation::default())
+            .unwrap();
+        let echo = echoes.recv().await.unwrap();
+        let took = sent.elapsed();
+        assert_eq!(echo, b"lost once");
+        assert!(
+            client.peer_stats(1).unwrap().frames_retransmitted > 0,
+            "the message arrived by a retransmission"
+        );
+        assert!(
+            took < Duration::from_millis(120),
+            "the retransmission waited {took:?}: the poll slept through the send's new deadline"
+        );
+        receiver.abort();
+    })
+    .await;
+}

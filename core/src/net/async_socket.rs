@@ -218,6 +218,10 @@ struct State {
     last_drive: Instant,
     /// `Some(until)` while a `poll` waits, with the deadline it sleeps to.
     poller_wait: Option<Option<Instant>>,
+    /// The timer a waiting `poll` sleeps on, kept from one wait to the next
+    /// (see [`ActivePoll::sleep_until`]); `None` while a poll holds it. Taken
+    /// and given back under the lock a poll holds anyway.
+    poll_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl State {
@@ -231,6 +235,7 @@ impl State {
             departures: Vec::new(),
             last_drive: Instant::now(),
             poller_wait: None,
+            poll_timer: None,
         })
     }
 
@@ -261,7 +266,12 @@ impl State {
         if !self.udp.flush(socket, now, &mut self.scratch) {
             return;
         }
-        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
+        // `may_transmit` first: most calls find nothing to send, which it
+        // tells for less than a `poll_transmit` returning `None`.
+        while self.endpoint.may_transmit() {
+            let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) else {
+                break;
+            };
             if !self.udp.send(socket, now, to, &self.buf[..n]) {
                 return;
             }
@@ -345,9 +355,6 @@ struct Shared {
     socket: AsyncUdp,
     /// Wakes waiting `poll`s when what they wait for changed.
     poll_wake: PollWake,
-    /// The timer a waiting `poll` sleeps on, kept from one wait to the next:
-    /// see [`ActivePoll::sleep_until`]. `None` while a poll holds it.
-    poll_timer: Mutex<Option<Pin<Box<Sleep>>>>,
     /// `poll` futures alive (waiting or running).
     active_polls: AtomicUsize,
     local_udp: SocketAddr,
@@ -366,12 +373,13 @@ impl Shared {
         server_certificate_sha256: Option<[u8; SHA256_FINGERPRINT_BYTES]>,
     ) -> io::Result<Arc<Self>> {
         let local_udp = socket.local_addr()?;
+        let mut state = state;
+        // Not registered with the timer wheel until first awaited.
+        state.poll_timer = Some(Box::pin(tokio::time::sleep(UNARMED_TIMER)));
         Ok(Arc::new(Self {
             state: Mutex::new(state),
             socket,
             poll_wake: PollWake::new(),
-            // Not registered with the timer wheel until first awaited.
-            poll_timer: Mutex::new(Some(Box::pin(tokio::time::sleep(UNARMED_TIMER)))),
             active_polls: AtomicUsize::new(0),
             local_udp,
             local_tcp,
@@ -590,10 +598,6 @@ impl<'a> ActivePoll<'a> {
             return std::future::pending().await;
         };
         let deadline = tokio_instant(deadline);
-        if !self.took_timer {
-            self.took_timer = true;
-            self.timer = lock(&self.shared.poll_timer).take();
-        }
         match &mut self.timer {
             Some(timer) => {
                 if timer.deadline() != deadline {
@@ -612,12 +616,17 @@ impl Drop for ActivePoll<'_> {
         if self.waited {
             self.shared.poll_wake.deregister(self.id);
         }
-        if self.waiting {
-            // Cancelled while awaiting: nobody waits on that deadline any more.
-            lock(&self.shared.state).poller_wait = None;
-        }
-        if let Some(timer) = self.timer.take() {
-            *lock(&self.shared.poll_timer) = Some(timer);
+        // A poll that returns events gives the timer back itself, under its
+        // lock (see `poll_into`); an error or a cancellation gets here.
+        if self.waiting || self.timer.is_some() {
+            let mut s = lock(&self.shared.state);
+            if self.waiting {
+                // Cancelled while awaiting: nobody waits on that deadline any more.
+                s.poller_wait = None;
+            }
+            if let Some(timer) = self.timer.take() {
+                s.poll_timer = Some(timer);
+            }
         }
     }
 }
@@ -984,7 +993,14 @@ impl SecureSocket {
                 s.drive(&shared.socket, now, read)?;
                 let n = s.take_events_into(events);
                 if n > 0 {
+                    if let Some(timer) = active.timer.take() {
+                        s.poll_timer = Some(timer);
+                    }
                     return Ok(n);
+                }
+                if !active.took_timer {
+                    active.took_timer = true;
+                    active.timer = s.poll_timer.take();
                 }
                 let deadline = s.wait_deadline(now);
                 s.poller_wait = Some(deadline);

@@ -123,7 +123,9 @@ impl State {
     /// Sends every datagram the endpoint has to send (batched where the OS
     /// allows).
     fn transmit(&mut self, now: Instant) {
-        loop {
+        // `may_transmit` first: most calls find nothing to send, which it
+        // tells for less than a `poll_transmit` returning `None`.
+        while self.endpoint.may_transmit() {
             let slot = self.io.send_slot();
             let Some((to, n)) = self.endpoint.poll_transmit(now, slot) else {
                 break;
