@@ -199,6 +199,12 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
 else
     echo "reusing $WINEPREFIX"
 fi
+# One wineserver for every Wine program of this script, until `cleanup` stops
+# it. Otherwise each program starts one that shuts down after the program
+# exits, and a program started during that shutdown loses its connection
+# ("wine client error:0: recvmsg: Connection reset by peer") and exits 1
+# before running (seen once, on the misuse checks).
+wineserver -p
 
 # ---------------------------------------------------------------------------
 step "version probe under Wine"
