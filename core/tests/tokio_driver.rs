@@ -73,6 +73,24 @@ fn server_config(dev: &DevCertificate, transport: TransportConfig) -> ServerConf
     config
 }
 
+/// A client of `server` with the default configuration, trusting `dev`.
+async fn connect_default(server: &SecureSocket, dev: &DevCertificate) -> SecureSocket {
+    SecureSocket::connect_with(server.local_tcp_addr().expect("a TCP side"), trusting(dev))
+        .await
+        .expect("client connects")
+}
+
+/// A link that loses every datagram it receives (sending still works).
+fn deaf() -> LinkSimulation {
+    LinkSimulation {
+        outgoing: None,
+        incoming: Some(LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        }),
+    }
+}
+
 /// A client of `server` with [`short_timeouts`], trusting `dev`.
 async fn connect_short_timeouts(server: &SecureSocket, dev: &DevCertificate) -> SecureSocket {
     let config = ClientConfig {
@@ -303,9 +321,7 @@ async fn poll_into_replaces_the_events_and_returns_their_count() {
         )
         .await
         .unwrap();
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
-            .await
-            .unwrap();
+        let client = connect_default(&server, &dev).await;
         // Buffers handed back: empty, small, and larger than the pools keep.
         let mut events = vec![
             SecureEvent::Data(9, 0, Vec::new()),
@@ -475,9 +491,7 @@ async fn sending_works_while_another_task_polls() {
             server_config(&dev, TransportConfig::default()),
         )
         .await;
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
-            .await
-            .unwrap();
+        let client = connect_default(&server, &dev).await;
         let start = Instant::now();
         let poller = client.clone();
         let receiver = tokio::spawn(async move {
@@ -523,9 +537,7 @@ async fn a_graceful_disconnect_reaches_the_server() {
             server_config(&dev, TransportConfig::default()),
         )
         .await;
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
-            .await
-            .unwrap();
+        let client = connect_default(&server, &dev).await;
         let Some(SecureEvent::Connected(peer)) = events.recv().await else {
             panic!("the server sees the client first");
         };
@@ -595,14 +607,7 @@ async fn timers_wake_cancelled_and_concurrent_polls() {
         let (server, _events, _task) =
             echo_server(LOCALHOST_V4, server_config(&dev, short_timeouts())).await;
         let client = connect_short_timeouts(&server, &dev).await;
-        let deaf = LinkSimulation {
-            outgoing: None,
-            incoming: Some(LinkConfig {
-                loss: 1.0,
-                ..LinkConfig::default()
-            }),
-        };
-        client.set_link_simulation(&deaf).unwrap();
+        client.set_link_simulation(&deaf()).unwrap();
         let start = Instant::now();
         let mut events = Vec::new();
         let mut seen = Vec::new();
@@ -817,9 +822,7 @@ async fn a_send_wakes_a_waiting_poll_for_its_retransmission() {
             server_config(&dev, TransportConfig::default()),
         )
         .await;
-        let client = SecureSocket::connect_with(server.local_tcp_addr().unwrap(), trusting(&dev))
-            .await
-            .unwrap();
+        let client = connect_default(&server, &dev).await;
         let (tx, mut echoes) = mpsc::unbounded_channel();
         let poller = client.clone();
         let receiver = tokio::spawn(async move {
@@ -835,14 +838,7 @@ async fn a_send_wakes_a_waiting_poll_for_its_retransmission() {
         });
         // The connection goes idle and the poll settles into a long wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let deaf = LinkSimulation {
-            outgoing: None,
-            incoming: Some(LinkConfig {
-                loss: 1.0,
-                ..LinkConfig::default()
-            }),
-        };
-        server.set_link_simulation(&deaf).unwrap();
+        server.set_link_simulation(&deaf()).unwrap();
         let sent = Instant::now();
         client
             .send(1, channels::RELIABLE_ORDERED, b"lost once".to_vec())

@@ -368,13 +368,12 @@ struct Shared {
 impl Shared {
     fn new(
         socket: AsyncUdp,
-        state: State,
+        mut state: State,
         local_tcp: Option<SocketAddr>,
         handshake_stats: Option<Arc<Mutex<HandshakeStats>>>,
         server_certificate_sha256: Option<[u8; SHA256_FINGERPRINT_BYTES]>,
     ) -> io::Result<Arc<Self>> {
         let local_udp = socket.local_addr()?;
-        let mut state = state;
         // Not registered with the timer wheel until first awaited.
         state.poll_timer = Some(Box::pin(tokio::time::sleep(UNARMED_TIMER)));
         Ok(Arc::new(Self {
