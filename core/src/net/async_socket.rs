@@ -267,12 +267,7 @@ impl State {
         if !self.udp.flush(socket, now, &mut self.scratch) {
             return;
         }
-        // `may_transmit` first: most calls find nothing to send, which it
-        // tells for less than a `poll_transmit` returning `None`.
-        while self.endpoint.may_transmit() {
-            let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) else {
-                break;
-            };
+        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
             if !self.udp.send(socket, now, to, &self.buf[..n]) {
                 return;
             }

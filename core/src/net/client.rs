@@ -138,12 +138,11 @@ impl State {
     /// Sends every datagram the connection has to send (batched where the OS
     /// allows).
     fn transmit(&mut self, now: Instant) {
-        // `may_transmit` first: after a datagram, and on a call with nothing
-        // queued, it answers for a fraction of a `poll_transmit` that would
-        // return `None`.
+        // `poll_transmit` begins with `may_transmit`; asked here first, it
+        // also spares fetching a batch slot for the call that finds nothing.
         while self.conn.may_transmit(now) {
             let slot = self.io.send_slot();
-            let Some(n) = self.conn.poll_transmit(now, slot) else {
+            let Some(n) = self.conn.poll_transmit_unguarded(now, slot) else {
                 break;
             };
             self.io.commit(now, self.server, n);

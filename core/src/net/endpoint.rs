@@ -562,7 +562,19 @@ impl Endpoint {
     /// Writes the next datagram to send into `buf`: returns its destination and
     /// length, or `None` when no connection has anything to send. Peers take
     /// turns, one datagram each.
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        // Most calls find no peer to visit (the last call of every drain, a
+        // driver's pass with nothing to send): answered inline.
+        if !self.may_transmit() {
+            return None;
+        }
+        self.transmit_next(now, buf)
+    }
+
+    /// [`Endpoint::poll_transmit`] once a peer may have something to send.
+    #[inline(never)]
+    fn transmit_next(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         self.touch_pending();
         while let Some(handle) = self.sending.pop_front() {
             #[cfg(test)]
@@ -573,7 +585,9 @@ impl Endpoint {
                 continue;
             };
             if let Some(addr) = peer.addr {
-                if let Some(len) = peer.conn.poll_transmit(now, buf) {
+                // Queued because `may_transmit` said yes (and asked again
+                // after each datagram): no need for `poll_transmit`'s check.
+                if let Some(len) = peer.conn.poll_transmit_unguarded(now, buf) {
                     if peer.conn.may_transmit(now) || peer.conn.is_closed() {
                         // It may have more (or be finished, which the next
                         // visit sees): back of the queue, after the others.
@@ -595,7 +609,9 @@ impl Endpoint {
     }
 
     /// Whether a peer may have something to send: [`Endpoint::poll_transmit`]
-    /// would look at it. `false` means `poll_transmit` returns `None`.
+    /// would look at it. `false` means `poll_transmit` returns `None` (which
+    /// it then does inline, at the cost of this check).
+    #[inline]
     pub fn may_transmit(&self) -> bool {
         !self.sending.is_empty() || !self.touched.is_empty()
     }

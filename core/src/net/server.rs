@@ -123,8 +123,8 @@ impl State {
     /// Sends every datagram the endpoint has to send (batched where the OS
     /// allows).
     fn transmit(&mut self, now: Instant) {
-        // `may_transmit` first: most calls find nothing to send, which it
-        // tells for less than a `poll_transmit` returning `None`.
+        // `poll_transmit` answers `None` inline when no peer may send;
+        // asked here first, that also spares fetching a batch slot.
         while self.endpoint.may_transmit() {
             let slot = self.io.send_slot();
             let Some((to, n)) = self.endpoint.poll_transmit(now, slot) else {
