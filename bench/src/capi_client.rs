@@ -2,7 +2,8 @@
 //! exported functions (the ones `include/fastnet.h` declares), linked from its
 //! rlib, the way a C or C++ game drives it: `fastnet_client_send` queues, the
 //! next `fastnet_client_poll` services the connection (the ping leaves), and
-//! the polls after it spin until the echo.
+//! the polls after it spin until the echo. The row's channel (unreliable or
+//! reliable-ordered) is the one the C ABI names.
 
 use std::ffi::CString;
 use std::mem::MaybeUninit;
@@ -14,7 +15,7 @@ use fastnet_capi::{
     fastnet_client_config_default, fastnet_client_connect_with, fastnet_client_disconnect,
     fastnet_client_poll, fastnet_client_send, fastnet_client_stats, FastNetClient,
     FastNetClientConfig, FastNetDisconnectReason, FastNetEvent, FastNetEventType, FastNetStats,
-    FASTNET_CHANNEL_UNRELIABLE,
+    FASTNET_CHANNEL_RELIABLE_ORDERED, FASTNET_CHANNEL_UNRELIABLE,
 };
 
 use crate::rtt::{sync_ping_loop, RunOutcome, PING_BYTES};
@@ -55,16 +56,9 @@ impl CapiClient {
         Ok(Self(client))
     }
 
-    fn send(&self, data: &[u8]) -> BenchResult<()> {
+    fn send(&self, channel: u8, data: &[u8]) -> BenchResult<()> {
         // SAFETY: `data` points to `data.len()` readable bytes.
-        let r = unsafe {
-            fastnet_client_send(
-                self.0,
-                FASTNET_CHANNEL_UNRELIABLE,
-                data.as_ptr().cast(),
-                data.len(),
-            )
-        };
+        let r = unsafe { fastnet_client_send(self.0, channel, data.as_ptr().cast(), data.len()) };
         if r != 0 {
             return Err(fail(format!("fastnet_client_send: {r}")));
         }
@@ -109,15 +103,21 @@ impl Drop for CapiClient {
     }
 }
 
-/// One run of the C ABI row.
-pub fn run(h: &Harness, server: &ServerProcess) -> BenchResult<RunOutcome> {
+/// One run of a C ABI row, on the reliable-ordered channel if `reliable`,
+/// else the unreliable one.
+pub fn run(h: &Harness, server: &ServerProcess, reliable: bool) -> BenchResult<RunOutcome> {
+    let channel = if reliable {
+        FASTNET_CHANNEL_RELIABLE_ORDERED
+    } else {
+        FASTNET_CHANNEL_UNRELIABLE
+    };
     let t = Instant::now();
     let client = CapiClient::connect(server.port("tcp")?, server.field("pin")?)?;
     let connect = t.elapsed();
     let payload = [7u8; PING_BYTES];
     let ping = || -> BenchResult<Duration> {
         let t = Instant::now();
-        client.send(&payload)?;
+        client.send(channel, &payload)?;
         loop {
             match client.poll() {
                 Some((FastNetEventType::FASTNET_EVENT_DATA, len)) if len == PING_BYTES => {

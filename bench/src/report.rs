@@ -676,8 +676,14 @@ impl Report {
             }
         }
         if let (Some(rust), Some(capi)) = (p50("fastnet-unrel-spin"), p50("fastnet-unrel-capi")) {
+            let reliable = match (p50("fastnet-rel-spin"), p50("fastnet-rel-capi")) {
+                (Some(rust), Some(capi)) => {
+                    format!(" (reliable-ordered: {capi:.1} µs against {rust:.1} µs)")
+                }
+                _ => String::new(),
+            };
             notes.push(format!(
-                "**C ABI.** The C ABI client's p50 is {capi:.1} µs against {rust:.1} µs for the Rust `Client` it wraps. \
+                "**C ABI.** The C ABI client's p50 is {capi:.1} µs against {rust:.1} µs for the Rust `Client` it wraps{reliable}. \
                  In process (`cargo run --release -p fastnet-capi --example call_cost`) the checked handle boundary \
                  (`catch_unwind`, registry lookup, handle lock) costs 20–45 ns per call and an empty \
                  `fastnet_client_poll` 60–80 ns more than an empty `Client::service`, with no allocation; the \

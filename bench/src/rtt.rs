@@ -387,6 +387,17 @@ pub const ROWS: &[Row] = &[
         false,
         false,
     ),
+    fastnet(
+        row(
+            "fastnet-rel-capi",
+            "FastNet reliable-ordered, C ABI client (`fastnet_client_send`, `fastnet_client_poll` spin)",
+            ServerKind::FastnetSpin,
+            ClientKind::FastnetCapi,
+            IoMode::BusyPoll,
+        ),
+        true,
+        false,
+    ),
     Row {
         encrypted: true,
         identity: true,
@@ -646,7 +657,7 @@ pub fn measure_once(h: &Harness, row: &Row) -> BenchResult<RunOutcome> {
         ClientKind::UdpTokio => udp_tokio_client(h, &server),
         ClientKind::FastnetSpin | ClientKind::FastnetBlock => game_loop_client(h, &server, row),
         ClientKind::FastnetTokio => tokio_driver_client(h, &server, row),
-        ClientKind::FastnetCapi => crate::capi_client::run(h, &server),
+        ClientKind::FastnetCapi => crate::capi_client::run(h, &server, row.reliable),
         ClientKind::Quinn => quinn_client(h, &server),
         ClientKind::Enet => enet_client(h, &server, row.reliable),
         ClientKind::UdpAead if row.mode == IoMode::Tokio => sealed_tokio_client(h, &server),

@@ -146,16 +146,29 @@ impl Stalls {
     }
 }
 
+/// The first processor's model name from `/proc/cpuinfo`, with its family,
+/// model and stepping numbers: a virtual machine often names only the brand
+/// ("AMD EPYC"), and the numbers tell the generation, which sets what the
+/// vector code of the AEAD costs.
+fn cpu_name(cpuinfo: &str) -> String {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let name = field("model name").unwrap_or_else(|| "unknown".into());
+    match (field("cpu family"), field("model"), field("stepping")) {
+        (Some(f), Some(m), Some(st)) => format!("{name}, family {f} model {m} stepping {st}"),
+        _ => name,
+    }
+}
+
 impl Machine {
     /// Describes this machine.
     pub fn describe() -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let cpu = cpu_name(&cpuinfo);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
@@ -210,6 +223,16 @@ mod tests {
         assert_eq!(utc_date(UNIX_EPOCH), "1970-01-01 00:00 UTC");
         let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert_eq!(utc_date(t), "2026-11-18 11:06 UTC");
+    }
+
+    #[test]
+    fn cpu_names_carry_family_model_and_stepping() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\n\
+                    model\t\t: 1\nmodel name\t: AMD EPYC\nstepping\t: 2\n\n\
+                    processor\t: 1\nmodel name\t: other\n";
+        assert_eq!(cpu_name(info), "AMD EPYC, family 23 model 1 stepping 2");
+        assert_eq!(cpu_name("model name\t: Some CPU\n"), "Some CPU");
+        assert_eq!(cpu_name(""), "unknown");
     }
 }
 
