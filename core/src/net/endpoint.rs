@@ -585,8 +585,10 @@ impl Endpoint {
                 continue;
             };
             if let Some(addr) = peer.addr {
-                // Queued because `may_transmit` said yes (and asked again
-                // after each datagram): no need for `poll_transmit`'s check.
+                // A peer is queued when it may have something to send (a
+                // datagram in, a message queued, a timer, a connection
+                // handed out, `may_transmit` after its last datagram):
+                // `poll_transmit`'s shortcut would mostly answer yes.
                 if let Some(len) = peer.conn.poll_transmit_unguarded(now, buf) {
                     if peer.conn.may_transmit(now) || peer.conn.is_closed() {
                         // It may have more (or be finished, which the next
