@@ -34,9 +34,10 @@ impl Connection {
     }
 
     /// [`Connection::poll_transmit`] without its `may_transmit` shortcut, for
-    /// callers that have just asked `may_transmit` themselves (an endpoint
-    /// visits a connection only after it said yes). The tests check that the
-    /// shortcut never withholds a datagram.
+    /// callers that have just asked `may_transmit` themselves or that visit
+    /// the connection because it may have something to send (an endpoint's
+    /// send queue). The tests check that the shortcut never withholds a
+    /// datagram.
     pub(crate) fn poll_transmit_unguarded(
         &mut self,
         now: Instant,
