@@ -83,6 +83,18 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
 }
 
+/// A time one layer adds, in µs with `digits` decimals, for the notes' prose.
+/// Medians taken in different runs can put a layer slightly below the one
+/// beneath it; what rounds to zero or below is said to be within the spread
+/// rather than printed as a negative cost.
+fn added_us(us: f64, digits: usize) -> String {
+    if us * 10f64.powi(digits as i32) >= 0.5 {
+        format!("{us:.digits$} µs")
+    } else {
+        format!("nothing measurable ({us:+.digits$} µs, within the run-to-run spread)")
+    }
+}
+
 impl Report {
     /// A report of `machine` for `command`, with no section measured yet.
     pub fn new(machine: Machine, command: String, counts: (usize, usize, usize)) -> Self {
@@ -425,27 +437,27 @@ impl Report {
                 Some(sans_io) => format!(
                     "raw UDP {:.1} µs; with ChaCha20-Poly1305 on every datagram and nothing else (the encryption \
                      floor) {:.1} µs; with FastNet's protocol as well, driven by the same raw loops (sans-IO row) \
-                     {sans_io:.1} µs; FastNet {:.1} µs ({method}). Encryption adds {:.1} µs, the protocol {:.1} µs \
-                     and the drivers {:.1} µs: FastNet is {:.2}× raw UDP and {:.2}× its floor (medians of the \
+                     {sans_io:.1} µs; FastNet {:.1} µs ({method}). Encryption adds {}, the protocol {} \
+                     and the drivers {}: FastNet is {:.2}× raw UDP and {:.2}× its floor (medians of the \
                      per-run ratios)",
                     l.raw,
                     l.floor,
                     l.fast,
-                    l.floor - l.raw,
-                    sans_io - l.floor,
-                    l.fast - sans_io,
+                    added_us(l.floor - l.raw, 1),
+                    added_us(sans_io - l.floor, 1),
+                    added_us(l.fast - sans_io, 1),
                     l.fast_to_raw,
                     l.fast_to_floor
                 ),
                 None => format!(
                     "raw UDP {:.1} µs; the encryption floor {:.1} µs; FastNet {:.1} µs ({method}): encryption adds \
-                     {:.1} µs, FastNet's protocol and driver {:.1} µs, so FastNet is {:.2}× raw UDP and {:.2}× its \
+                     {}, FastNet's protocol and driver {}, so FastNet is {:.2}× raw UDP and {:.2}× its \
                      floor (medians of the per-run ratios)",
                     l.raw,
                     l.floor,
                     l.fast,
-                    l.floor - l.raw,
-                    l.fast - l.floor,
+                    added_us(l.floor - l.raw, 1),
+                    added_us(l.fast - l.floor, 1),
                     l.fast_to_raw,
                     l.fast_to_floor
                 ),
@@ -809,8 +821,8 @@ impl Report {
                     "**64-byte messages, one datagram each** (`send_now`): FastNet reaches {:.0} % of raw UDP's \
                      messages/s. The sender is bound by its CPU: raw UDP's spends {raw_us:.2} µs per message and a \
                      64-byte seal takes {seal:.2} µs (AEAD table), so a sender that added only the seal would reach \
-                     {:.0} %; FastNet's spends {:.2} µs. The {:.2} µs beyond raw UDP and the seal are the protocol's \
-                     and the driver's work per datagram: queueing the message, building its frame and header, the \
+                     {:.0} %; FastNet's spends {:.2} µs. What it spends beyond raw UDP and the seal, {}, is the \
+                     protocol's and the driver's work per datagram: queueing the message, building its frame and header, the \
                      sent-packet record, and the acknowledgements that come back ({:.2} datagrams per message). \
                      Sending a datagram per message is the slow way to stream: `send` then one \
                      `service()` per batch packs many messages into each datagram, and reaches {:.0} % of raw UDP's \
@@ -818,7 +830,7 @@ impl Report {
                     share(each),
                     100.0 * raw_us / (raw_us + seal),
                     each.cpu_us_per_message,
-                    each.cpu_us_per_message - raw_us - seal,
+                    added_us(each.cpu_us_per_message - raw_us - seal, 2),
                     each.acks_per_message,
                     share(batched)
                 ));
@@ -1453,5 +1465,30 @@ mod tests {
 
         let normal = report(vec![row("udp-block", 22.0), row("udp-aead-block", 23.0)]);
         assert!(!normal.markdown().contains("Raw UDP was held up"));
+    }
+
+    #[test]
+    fn a_layer_that_adds_nothing_is_not_printed_as_a_negative_cost() {
+        assert_eq!(added_us(1.24, 1), "1.2 µs");
+        assert_eq!(added_us(0.05, 1), "0.1 µs");
+        assert!(added_us(-0.6, 1).starts_with("nothing measurable (-0.6 µs"));
+        assert!(added_us(-0.001, 2).starts_with("nothing measurable (-0.00 µs"));
+        assert!(added_us(0.004, 2).starts_with("nothing measurable (+0.00 µs"));
+        // A blocking run where the encryption floor came out faster than raw UDP.
+        let md = report(vec![
+            row("udp-block", 17.2),
+            row("udp-aead-block", 16.6),
+            row("fastnet-sansio-block", 19.2),
+            row("fastnet-unrel-block", 20.1),
+        ])
+        .markdown();
+        assert!(
+            md.contains("Encryption adds nothing measurable (-0.6 µs"),
+            "{md}"
+        );
+        assert!(
+            md.contains("the protocol 2.6 µs and the drivers 0.9 µs"),
+            "{md}"
+        );
     }
 }
