@@ -861,9 +861,9 @@ impl Report {
                                 format!(
                                     " That sender is bound by its CPU: raw UDP's spends {raw_us:.2} µs per message and \
                                      sealing 1200 bytes takes {:.2} µs more (AEAD table), so a sender that added nothing \
-                                     but the seal would reach {:.0} % of raw UDP's rate, the encryption ceiling of this \
-                                     row and of the `send` row below it (at this size each message is a datagram of its \
-                                     own either way); FastNet's spends {:.2} µs per message.{}",
+                                     but the seal would reach {:.0} % of raw UDP's rate, the encryption ceiling of a \
+                                     sender that makes a system call per datagram, as this row and raw UDP do; \
+                                     FastNet's spends {:.2} µs per message.{}",
                                     seal / 1e3,
                                     100.0 * raw_us / (raw_us + seal / 1e3),
                                     x.cpu_us_per_message,
@@ -886,19 +886,63 @@ impl Report {
                         )
                     })
                     .unwrap_or_default();
+                let batched = |gro: bool| {
+                    tp.iter().find(|t| {
+                        t.sender == Sender::FastnetBatched
+                            && t.message_bytes == 1200
+                            && t.label.contains("GRO") == gro
+                            && t.skipped.is_none()
+                    })
+                };
+                let offload = match (batched(false), batched(true)) {
+                    (Some(b), Some(g)) => {
+                        let share = |t: &ThroughputResult| {
+                            100.0 * t.messages_per_sec / r.messages_per_sec.max(1e-9)
+                        };
+                        let latency = match (
+                            self.row("fastnet-unrel-spin").map(|x| x.summary.p50),
+                            self.row("fastnet-unrel-spin-gro").map(|x| x.summary.p50),
+                        ) {
+                            (Some(off), Some(on)) => format!(
+                                " (round trip p50 {on:.1} µs with it, {off:.1} µs without: \
+                                 `fastnet-unrel-spin-gro` against `fastnet-unrel-spin`)"
+                            ),
+                            _ => String::new(),
+                        };
+                        format!(
+                            " The `send` rows hand a service pass's datagrams to the kernel together (`sendmmsg`, and \
+                             with UDP GSO one buffer per run of equal-sized datagrams), so their kernel cost per \
+                             datagram falls below raw UDP's `sendto` and that ceiling does not bind them: {:.0} % of raw \
+                             UDP's messages/s, the sender spending {:.2} µs per message. Loopback splits a GSO buffer \
+                             back into datagrams at the receiving socket, on the sender's processor; with \
+                             `SocketConfig::gro` on the receiver the run reaches the receiving process as one buffer, \
+                             which FastNet splits itself: {:.0} %, {:.2} µs per message. GRO is off by default because \
+                             every receive then becomes a `recvmsg` with a control buffer, which costs latency{latency}.",
+                            share(b),
+                            b.cpu_us_per_message,
+                            share(g),
+                            g.cpu_us_per_message
+                        )
+                    }
+                    _ => String::new(),
+                };
                 notes.push(format!(
                     "**1200-byte messages** are two datagrams each in FastNet with the default datagram limit (1200 bytes, \
                      headers and tag included, safe on any Internet path), so FastNet moves {:.0} datagrams/s against raw \
-                     UDP's {:.0}: per datagram it reaches {:.0} % of raw UDP.{one} Small messages share datagrams (the \
-                     64-byte rows), so messages/s can exceed raw UDP's.",
+                     UDP's {:.0}: per datagram it reaches {:.0} % of raw UDP.{one}{offload} Small messages share \
+                     datagrams (the 64-byte rows), so messages/s can exceed raw UDP's.",
                     e.messages_per_sec * e.datagrams_per_message,
                     r.messages_per_sec,
                     100.0 * e.messages_per_sec * e.datagrams_per_message / r.messages_per_sec.max(1e-9)
                 ));
             }
+            // The rows without the receiver's GRO, by what their label says.
             let big = |tag: &str| {
                 tp.iter().find(|t| {
-                    t.sender == Sender::FastnetBig && t.label.contains(tag) && t.skipped.is_none()
+                    t.sender == Sender::FastnetBig
+                        && t.label.contains(tag)
+                        && !t.label.contains("GRO")
+                        && t.skipped.is_none()
                 })
             };
             if let (Some(on), Some(no_gso), Some(off)) =
@@ -908,15 +952,28 @@ impl Report {
                     "**Batching and GSO on bulk transfers.** 1 MiB reliable messages: {:.0} MB/s with `sendmmsg` and UDP \
                      segmentation offload, {:.0} MB/s with `sendmmsg` alone, {:.0} MB/s with one system call per \
                      datagram; sender CPU {:.0}, {:.0} and {:.0} µs per message. With GSO a run of up to 64 fragments \
-                     crosses the sending stack as one buffer (loopback splits it only at the receiving socket), so the \
-                     saving is the sender's per-datagram kernel work, not just system calls; the receiving process, \
-                     which opens every datagram, then bounds the rate.",
+                     crosses the sending stack as one buffer (loopback splits it only at the receiving socket, on the \
+                     sender's processor), so the saving is the sender's per-datagram kernel work, not just system \
+                     calls.{}",
                     on.mb_per_sec,
                     no_gso.mb_per_sec,
                     off.mb_per_sec,
                     on.cpu_us_per_message,
                     no_gso.cpu_us_per_message,
-                    off.cpu_us_per_message
+                    off.cpu_us_per_message,
+                    tp.iter()
+                        .find(|t| {
+                            t.sender == Sender::FastnetBig
+                                && t.label.contains("GRO")
+                                && t.skipped.is_none()
+                        })
+                        .map(|g| format!(
+                            " With `SocketConfig::gro` on the receiver as well, {:.0} MB/s and {:.0} µs per message: \
+                             the run stays one buffer all the way to the receiving process, which takes it in one \
+                             receive and splits it itself.",
+                            g.mb_per_sec, g.cpu_us_per_message
+                        ))
+                        .unwrap_or_default()
                 ));
             }
         }

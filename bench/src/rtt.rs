@@ -118,6 +118,8 @@ pub struct Row {
     pub fastnet: bool,
     /// Batched system calls (`SocketConfig::batching`) on both sides.
     pub batching: bool,
+    /// UDP GRO (`SocketConfig::gro`) on both sides.
+    pub gro: bool,
     /// `SocketConfig::busy_wait` on both sides.
     pub busy_wait: Duration,
     /// What `service_for` is given (blocking-ish rows).
@@ -143,6 +145,7 @@ const fn row(
         identity: false,
         fastnet: false,
         batching: true,
+        gro: false,
         busy_wait: Duration::ZERO,
         wait: SERVICE_FOR_WAIT,
     }
@@ -341,6 +344,20 @@ pub const ROWS: &[Row] = &[
         )
     }),
     diagnostic(Row {
+        gro: true,
+        ..fastnet(
+            row(
+                "fastnet-unrel-spin-gro",
+                "FastNet unreliable, `service()` spin, `SocketConfig::gro` on (every receive a `recvmsg` with a control buffer); diagnostic",
+                ServerKind::FastnetSpin,
+                ClientKind::FastnetSpin,
+                IoMode::BusyPoll,
+            ),
+            false,
+            false,
+        )
+    }),
+    diagnostic(Row {
         wait: SHORT_SERVICE_FOR_WAIT,
         ..fastnet(
             row(
@@ -448,6 +465,9 @@ impl Row {
         if !self.batching {
             args.push("no-batching".to_string());
         }
+        if self.gro {
+            args.push("gro".to_string());
+        }
         if !self.busy_wait.is_zero() {
             args.push(format!("busy-wait-us={}", self.busy_wait.as_micros()));
         }
@@ -463,6 +483,7 @@ impl Row {
             SocketConfig::default()
         };
         c.batching = self.batching;
+        c.gro = self.gro;
         c.busy_wait = self.busy_wait;
         c
     }

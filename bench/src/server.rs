@@ -193,8 +193,8 @@ fn spawn_control() {
     });
 }
 
-/// `serve <kind> <mode> [low-latency] [no-batching] [no-gso] [busy-wait-us=N]
-/// [wait-us=N] [max-datagram=N]`: runs a server until stdin closes.
+/// `serve <kind> <mode> [low-latency] [no-batching] [no-gso] [gro]
+/// [busy-wait-us=N] [wait-us=N] [max-datagram=N]`: runs a server until stdin closes.
 pub fn serve(args: &[String]) -> BenchResult<()> {
     let kind = args
         .first()
@@ -212,6 +212,7 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
     let tuning = GameLoopTuning {
         batching: !args.iter().any(|a| a == "no-batching"),
         gso: !args.iter().any(|a| a == "no-gso"),
+        gro: args.iter().any(|a| a == "gro"),
         busy_wait: number("busy-wait-us=").map_or(Duration::ZERO, Duration::from_micros),
         wait: number("wait-us=").map_or(crate::rtt::SERVICE_FOR_WAIT, Duration::from_micros),
         max_datagram: number("max-datagram=").map(|n| n as usize),
@@ -312,6 +313,7 @@ fn fastnet_config(low_latency: bool) -> BenchResult<(ServerConfig, String)> {
 struct GameLoopTuning {
     batching: bool,
     gso: bool,
+    gro: bool,
     busy_wait: Duration,
     wait: Duration,
     max_datagram: Option<usize>,
@@ -326,6 +328,7 @@ fn serve_fastnet(
     let (mut config, pin) = fastnet_config(low_latency)?;
     config.socket.batching = tuning.batching;
     config.socket.gso = tuning.gso;
+    config.socket.gro = tuning.gro;
     config.socket.busy_wait = tuning.busy_wait;
     if let Some(bytes) = tuning.max_datagram {
         config.transport.set_max_datagram_bytes(bytes);

@@ -77,6 +77,8 @@ struct Case {
     /// `SocketConfig::batching` and `gso` on both sides.
     batching: bool,
     gso: bool,
+    /// `SocketConfig::gro` on the receiving side (the server).
+    gro: bool,
 }
 
 const fn case(sender: Sender, size: usize) -> Case {
@@ -86,11 +88,12 @@ const fn case(sender: Sender, size: usize) -> Case {
         max_datagram: None,
         batching: true,
         gso: true,
+        gro: false,
     }
 }
 
 /// The cases, in report order.
-const CASES: [Case; 11] = [
+const CASES: [Case; 13] = [
     case(Sender::RawUdp, 64),
     case(Sender::FastnetEach, 64),
     case(Sender::FastnetBatched, 64),
@@ -108,7 +111,16 @@ const CASES: [Case; 11] = [
         max_datagram: Some(ETHERNET_DATAGRAM_BYTES),
         ..case(Sender::FastnetBatched, 1200)
     },
+    Case {
+        max_datagram: Some(ETHERNET_DATAGRAM_BYTES),
+        gro: true,
+        ..case(Sender::FastnetBatched, 1200)
+    },
     case(Sender::FastnetBig, BIG_MESSAGE_BYTES),
+    Case {
+        gro: true,
+        ..case(Sender::FastnetBig, BIG_MESSAGE_BYTES)
+    },
     Case {
         gso: false,
         ..case(Sender::FastnetBig, BIG_MESSAGE_BYTES)
@@ -143,6 +155,9 @@ fn label(c: &Case) -> String {
         (true, false) => label.push_str(", GSO off"),
         _ if c.sender == Sender::FastnetBig => label.push_str(", batching and GSO on"),
         _ => {}
+    }
+    if c.gro {
+        label.push_str(", receiver GRO on");
     }
     label
 }
@@ -215,6 +230,9 @@ fn measure_one(h: &Harness, c: &Case) -> BenchResult<ThroughputResult> {
     }
     if !c.gso {
         args.push("no-gso".to_string());
+    }
+    if c.gro {
+        args.push("gro".to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = ServerProcess::spawn(&h.exe, kind, mode, &args)?;

@@ -15,6 +15,15 @@
 //! blocking `recvfrom` with a receive timeout counted in kernel ticks
 //! ([`RecvBatch::recv_one_blocking`], [`kernel_tick`]).
 //!
+//! UDP generic receive offload (`UDP_GRO`, Linux 5.0+), when a socket asks
+//! for it, is the receiving half of GSO: a run of equal-sized datagrams from
+//! one source (a GSO send, or datagrams a network card's GRO merged) stays one
+//! buffer in the kernel, and a control message gives the segment size, by
+//! which [`Run::for_each`] splits it again. Slots then hold a whole run
+//! ([`GRO_SLOT_BYTES`]), and every receive is a `recvmsg` or `recvmmsg` with
+//! a control buffer, since only the control message tells one datagram from a
+//! run.
+//!
 //! Every call but that wait passes `MSG_DONTWAIT`, so none blocks whatever the
 //! socket's blocking flag (the socket is in blocking mode for that wait, and
 //! the service thread shares the socket and sets it too). A lone
@@ -55,6 +64,11 @@ const NAME_BYTES: libc::socklen_t = size_of::<libc::sockaddr_storage>() as libc:
 /// Bytes of one GSO control message buffer (a `u16` payload), as `u64`s for
 /// alignment.
 const CONTROL_WORDS: usize = 4;
+/// `UDP_GRO` (linux/udp.h): not in every libc crate target.
+const UDP_GRO: libc::c_int = 104;
+/// Bytes of a receive slot when GRO is on: the largest run the kernel builds
+/// (a 16-bit IP length's worth of UDP payload).
+pub const GRO_SLOT_BYTES: usize = 1 << 16;
 
 /// The IP socket address the kernel wrote in `name` (`len` bytes).
 fn socket_addr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -83,19 +97,67 @@ fn socket_addr(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<So
     }
 }
 
-/// The receive half: `RECV_BATCH` slots of one datagram each.
+/// What one receive slot holds: one datagram, or (with GRO) a run of
+/// datagrams from one source, `segment` bytes each but the last, which may be
+/// shorter.
+#[derive(Debug)]
+pub struct Run<'a> {
+    /// The source of every datagram in the run.
+    pub from: SocketAddr,
+    /// The datagrams, back to back.
+    pub bytes: &'a mut [u8],
+    /// Bytes of each datagram but the last (`bytes.len()` for one datagram).
+    pub segment: usize,
+}
+
+impl Run<'_> {
+    /// Datagrams in the run (an empty datagram counts as one).
+    pub fn count(&self) -> usize {
+        // One datagram (every receive without GRO) costs no division.
+        if self.bytes.len() <= self.segment {
+            1
+        } else {
+            self.bytes.len().div_ceil(self.segment.max(1))
+        }
+    }
+
+    /// Hands each datagram to `f`, in order, and every one of them even when
+    /// `f` says to stop (they are off the socket already). Returns whether
+    /// every call said to go on.
+    pub fn for_each(self, mut f: impl FnMut(SocketAddr, &mut [u8]) -> bool) -> bool {
+        let segment = self.segment.max(1);
+        let mut go_on = true;
+        let mut rest = self.bytes;
+        loop {
+            let (datagram, tail) = rest.split_at_mut(segment.min(rest.len()));
+            go_on &= f(self.from, datagram);
+            if tail.is_empty() {
+                return go_on;
+            }
+            rest = tail;
+        }
+    }
+}
+
+/// The receive half: `RECV_BATCH` slots of one datagram each, or of one run
+/// each with GRO.
 pub struct RecvBatch {
     /// `RECV_BATCH` slots of `slot_bytes` each.
     slots: Box<[u8]>,
     slot_bytes: usize,
+    /// The longest datagram kept (longer ones, and runs of them, are dropped):
+    /// `slot_bytes` without GRO.
+    max_datagram: usize,
     names: Box<[libc::sockaddr_storage]>,
     iovecs: Box<[libc::iovec]>,
     headers: Box<[libc::mmsghdr]>,
+    /// One control buffer per slot (GRO only; empty otherwise).
+    controls: Box<[[u64; CONTROL_WORDS]]>,
     /// Headers the kernel wrote in the last call, to reset before the next.
     dirty: usize,
-    /// A datagram a blocking wait received into the first slot, for the next
-    /// [`RecvBatch::take_held`].
-    held: Option<(SocketAddr, usize)>,
+    /// A datagram (or run) a blocking wait received into the first slot, for
+    /// the next [`RecvBatch::take_held`]: source, length, segment size.
+    held: Option<(SocketAddr, usize, usize)>,
 }
 
 // SAFETY (both batches): the raw pointers in `iovecs` and `headers` point into the boxed
@@ -109,18 +171,31 @@ impl std::fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvBatch")
             .field("slot_bytes", &self.slot_bytes)
+            .field("max_datagram", &self.max_datagram)
+            .field("gro", &self.gro())
             .finish()
     }
 }
 
 impl RecvBatch {
-    /// Slots for datagrams of up to `slot_bytes` (longer ones are truncated
-    /// by the kernel, flagged and dropped).
-    pub fn new(slot_bytes: usize) -> Self {
+    /// Slots for datagrams of up to `max_datagram` bytes (longer ones are
+    /// dropped). With `gro` (the socket has [`enable_gro`] on), each slot
+    /// holds a run of [`GRO_SLOT_BYTES`] at most, with a control buffer for
+    /// its segment size.
+    pub fn new(max_datagram: usize, gro: bool) -> Self {
+        let slot_bytes = if gro {
+            GRO_SLOT_BYTES.max(max_datagram)
+        } else {
+            max_datagram
+        };
+        // Zeroed memory straight from the OS: a slot's pages are only made
+        // resident by what the kernel writes in them.
         let mut slots = vec![0u8; RECV_BATCH * slot_bytes].into_boxed_slice();
         // SAFETY: sockaddr_storage is plain data; all-zero is valid.
         let mut names: Box<[libc::sockaddr_storage]> =
             (0..RECV_BATCH).map(|_| unsafe { zeroed() }).collect();
+        let mut controls: Box<[[u64; CONTROL_WORDS]]> =
+            vec![[0; CONTROL_WORDS]; if gro { RECV_BATCH } else { 0 }].into_boxed_slice();
         let mut iovecs: Box<[libc::iovec]> = (0..RECV_BATCH)
             .map(|i| libc::iovec {
                 // SAFETY: in bounds: slot i of RECV_BATCH.
@@ -136,36 +211,55 @@ impl RecvBatch {
                 h.msg_hdr.msg_namelen = NAME_BYTES;
                 h.msg_hdr.msg_iov = &mut iovecs[i];
                 h.msg_hdr.msg_iovlen = 1;
+                if let Some(control) = controls.get_mut(i) {
+                    h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
+                }
                 h
             })
             .collect();
         Self {
             slots,
             slot_bytes,
+            max_datagram,
             names,
             iovecs,
             headers,
+            controls,
             dirty: 0,
             held: None,
         }
     }
 
+    /// Whether slots take GRO runs.
+    pub fn gro(&self) -> bool {
+        !self.controls.is_empty()
+    }
+
     /// Receives the datagrams queued on `socket`, without blocking, into the
-    /// slots. Returns how many (0: none queued). Fewer than [`RECV_BATCH`]
-    /// means the socket was empty when the call returned.
+    /// slots (a run each, with GRO). Returns how many slots were filled (0:
+    /// none queued). Fewer than [`RECV_BATCH`] means the socket was empty
+    /// when the call returned.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         debug_assert!(self.held.is_none(), "a held datagram is taken first");
-        // The kernel writes the address length, the flags and the length of
-        // each header it fills (and of the one it tried last).
+        // The kernel writes the address length, the control length, the
+        // flags and the length of each header it fills (and of the one it
+        // tried last).
         let dirty = (self.dirty + 1).min(RECV_BATCH);
+        let control_bytes = if self.gro() {
+            size_of::<[u64; CONTROL_WORDS]>()
+        } else {
+            0
+        };
         for h in &mut self.headers[..dirty] {
             h.msg_hdr.msg_namelen = NAME_BYTES;
+            h.msg_hdr.msg_controllen = control_bytes as _;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
         loop {
-            // SAFETY: `headers` holds RECV_BATCH valid headers whose buffers
-            // and names live as long as `self`.
+            // SAFETY: `headers` holds RECV_BATCH valid headers whose buffers,
+            // names and control buffers live as long as `self`.
             let n = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
@@ -188,22 +282,22 @@ impl RecvBatch {
         }
     }
 
-    /// Waits in `recvfrom` (the socket must be in blocking mode, with its
-    /// receive timeout set) for one datagram, and keeps it in the first slot
-    /// for [`RecvBatch::take_held`]. This is the cheapest way to sleep until
-    /// a datagram comes: one system call that returns with the datagram, where
-    /// `ppoll` then `recvfrom` take two, and `ppoll`'s high-resolution timeout
-    /// costs a timer reprogramming when cancelled. Returns whether anything
-    /// arrived (`false`: the timeout passed, or a signal interrupted the wait).
+    /// Waits in `recvfrom` (`recvmsg` with GRO; the socket must be in
+    /// blocking mode, with its receive timeout set) for one datagram or run,
+    /// and keeps it in the first slot for [`RecvBatch::take_held`]. This is
+    /// the cheapest way to sleep until a datagram comes: one system call that
+    /// returns with the datagram, where `ppoll` then `recvfrom` take two, and
+    /// `ppoll`'s high-resolution timeout costs a timer reprogramming when
+    /// cancelled. Returns whether anything arrived (`false`: the timeout
+    /// passed, or a signal interrupted the wait).
     pub fn recv_one_blocking(
         &mut self,
         socket: &UdpSocket,
         connected: Option<SocketAddr>,
     ) -> io::Result<bool> {
         match self.recv_from(socket, connected, libc::MSG_TRUNC) {
-            Ok(Some(Some((from, datagram)))) => {
-                let len = datagram.len();
-                self.held = Some((from, len));
+            Ok(Some(Some(run))) => {
+                self.held = Some((run.from, run.bytes.len(), run.segment));
                 Ok(true)
             }
             Ok(Some(None)) => Ok(true),
@@ -213,42 +307,48 @@ impl RecvBatch {
         }
     }
 
-    /// The datagram a blocking wait received, once.
-    pub fn take_held(&mut self) -> Option<(SocketAddr, &mut [u8])> {
-        let (from, len) = self.held.take()?;
-        Some((from, &mut self.slots[..len]))
+    /// The datagram (or run) a blocking wait received, once.
+    pub fn take_held(&mut self) -> Option<Run<'_>> {
+        let (from, len, segment) = self.held.take()?;
+        Some(Run {
+            from,
+            bytes: &mut self.slots[..len],
+            segment,
+        })
     }
 
-    /// Receives one datagram, without blocking, into the first slot with a
-    /// plain `recvfrom` (`recv` when `connected` names the socket's only
-    /// peer). An empty socket costs about half an empty `recvmmsg` here (no
-    /// message header and I/O vector to copy in from user memory), which is
-    /// what a spinning or freshly woken receiver pays most often.
+    /// Receives one datagram (or run), without blocking, into the first slot
+    /// with a plain `recvfrom` (`recv` when `connected` names the socket's
+    /// only peer; `recvmsg` with GRO). An empty socket costs about half an
+    /// empty `recvmmsg` here (no message header and I/O vector to copy in from
+    /// user memory), which is what a spinning or freshly woken receiver pays
+    /// most often.
     ///
     /// Returns `Ok(None)` when nothing is queued, `Ok(Some(None))` for a
-    /// datagram that had to be dropped (longer than a slot, so not ours, or
-    /// from a source that is not an IP address), and `Ok(Some(Some(_)))` with
-    /// the datagram's source and bytes.
-    #[allow(clippy::type_complexity)]
+    /// datagram that had to be dropped (longer than the datagram limit, so not
+    /// ours, or from a source that is not an IP address), and
+    /// `Ok(Some(Some(_)))` with what came.
     pub fn recv_one(
         &mut self,
         socket: &UdpSocket,
         connected: Option<SocketAddr>,
-    ) -> io::Result<Option<Option<(SocketAddr, &mut [u8])>>> {
+    ) -> io::Result<Option<Option<Run<'_>>>> {
         debug_assert!(self.held.is_none(), "a held datagram is taken first");
         self.recv_from(socket, connected, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
     }
 
-    /// `recvfrom` into the first slot with `flags` (which include
-    /// `MSG_TRUNC`), as [`RecvBatch::recv_one`] describes; an interrupted
-    /// call is retried unless the call may block.
-    #[allow(clippy::type_complexity)]
+    /// `recvfrom` (or, with GRO, `recvmsg`) into the first slot with `flags`
+    /// (which include `MSG_TRUNC`), as [`RecvBatch::recv_one`] describes; an
+    /// interrupted call is retried unless the call may block.
     fn recv_from(
         &mut self,
         socket: &UdpSocket,
         connected: Option<SocketAddr>,
         flags: libc::c_int,
-    ) -> io::Result<Option<Option<(SocketAddr, &mut [u8])>>> {
+    ) -> io::Result<Option<Option<Run<'_>>>> {
+        if self.gro() {
+            return self.recv_msg(socket, connected, flags);
+        }
         let slot = &mut self.slots[..self.slot_bytes];
         let mut name_len = NAME_BYTES;
         let (name, name_len_ptr) = if connected.is_some() {
@@ -283,7 +383,7 @@ impl RecvBatch {
                 _ => return Err(e),
             }
         };
-        if n > self.slot_bytes {
+        if n > self.max_datagram {
             return Ok(Some(None));
         }
         let from = match connected {
@@ -293,23 +393,102 @@ impl RecvBatch {
                 None => return Ok(Some(None)),
             },
         };
-        Ok(Some(Some((from, &mut self.slots[..n]))))
+        Ok(Some(Some(Run {
+            from,
+            bytes: &mut self.slots[..n],
+            segment: n,
+        })))
     }
 
-    /// Datagram `i` of the last [`RecvBatch::recv`]: its source and bytes, or
-    /// `None` when it was truncated (longer than a slot: not ours) or its
-    /// source is not an IP address.
-    pub fn get(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+    /// [`RecvBatch::recv_from`] with GRO: `recvmsg` into the first slot and
+    /// its control buffer, through the first header.
+    fn recv_msg(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+        flags: libc::c_int,
+    ) -> io::Result<Option<Option<Run<'_>>>> {
+        let n = loop {
+            let h = &mut self.headers[0].msg_hdr;
+            h.msg_namelen = NAME_BYTES;
+            h.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
+            h.msg_flags = 0;
+            // SAFETY: the first header points at the first slot, its name and
+            // its control buffer, all owned by `self`.
+            let n = unsafe { libc::recvmsg(socket.as_raw_fd(), h, flags & !libc::MSG_TRUNC) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted if flags & libc::MSG_DONTWAIT != 0 => continue,
+                _ => return Err(e),
+            }
+        };
+        // The first header may be the batch's: it counts as written.
+        self.dirty = self.dirty.max(1);
+        self.headers[0].msg_len = n as libc::c_uint;
+        Ok(Some(self.run(0, connected)))
+    }
+
+    /// Datagram `i` of the last [`RecvBatch::recv`] (a run of them with GRO):
+    /// its source and bytes, or `None` when it was truncated or longer than
+    /// the datagram limit (not ours), or its source is not an IP address.
+    pub fn get(&mut self, i: usize) -> Option<Run<'_>> {
+        self.run(i, None)
+    }
+
+    /// What slot `i` holds, as its header describes it; the source is
+    /// `connected` when given.
+    fn run(&mut self, i: usize, connected: Option<SocketAddr>) -> Option<Run<'_>> {
         let h = &self.headers[i];
         if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
         }
         let len = (h.msg_len as usize).min(self.slot_bytes);
-        let from = socket_addr(&self.names[i], h.msg_hdr.msg_namelen)?;
+        let segment = match self.gro() {
+            // SAFETY: the kernel wrote `msg_controllen` bytes of control
+            // messages into this header's control buffer.
+            true => unsafe { gro_segment(&h.msg_hdr) }.unwrap_or(len),
+            false => len,
+        };
+        if segment > self.max_datagram {
+            return None;
+        }
+        let from = match connected {
+            Some(peer) => peer,
+            None => socket_addr(&self.names[i], h.msg_hdr.msg_namelen)?,
+        };
         let _ = &self.iovecs;
         let start = i * self.slot_bytes;
-        Some((from, &mut self.slots[start..start + len]))
+        Some(Run {
+            from,
+            bytes: &mut self.slots[start..start + len],
+            segment: segment.max(1),
+        })
     }
+}
+
+/// The segment size of a GRO run, from the `UDP_GRO` control message the
+/// kernel wrote in `h` (`None`: a single datagram).
+///
+/// # Safety
+/// `h.msg_control` holds `h.msg_controllen` bytes of control messages
+/// written by the kernel.
+unsafe fn gro_segment(h: &libc::msghdr) -> Option<usize> {
+    // SAFETY: per the contract, the CMSG macros walk valid control data.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// One queued datagram: where its bytes sit in the arena and where it goes.
@@ -635,6 +814,27 @@ pub fn gso_supported(socket: &UdpSocket) -> bool {
     r == 0
 }
 
+/// Asks the kernel to keep runs of datagrams from one source together
+/// (`UDP_GRO`, Linux 5.0+). Returns whether it agreed; receives on the socket
+/// must then use a [`RecvBatch`] made with GRO, or runs would be truncated.
+pub fn enable_gro(socket: &UdpSocket) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option value on an open socket.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "UDP GRO refused");
+    }
+    r == 0
+}
+
 /// Waits until `socket` is readable, or `timeout` passes, with the kernel's
 /// high-resolution timer (`ppoll`). An interrupted wait returns early.
 pub fn wait_readable(socket: &UdpSocket, timeout: Duration) -> io::Result<()> {
@@ -678,13 +878,13 @@ mod tests {
         for i in 0..40u8 {
             a.send_to(&[i; 100], b.local_addr().unwrap()).unwrap();
         }
-        let mut batch = RecvBatch::new(1200);
+        let mut batch = RecvBatch::new(1200, false);
         let mut got = Vec::new();
         while got.len() < 40 {
             wait(&b);
             let n = batch.recv(&b).unwrap();
             for i in 0..n {
-                let (from, d) = batch.get(i).unwrap();
+                let Run { from, bytes: d, .. } = batch.get(i).unwrap();
                 assert_eq!(from, a.local_addr().unwrap());
                 assert_eq!(d.len(), 100);
                 got.push(d[0]);
@@ -699,13 +899,13 @@ mod tests {
         let (a, b) = pair();
         a.send_to(&[1; 300], b.local_addr().unwrap()).unwrap();
         a.send_to(&[2; 50], b.local_addr().unwrap()).unwrap();
-        let mut batch = RecvBatch::new(200);
+        let mut batch = RecvBatch::new(200, false);
         let mut seen = Vec::new();
         while seen.len() < 2 {
             wait(&b);
             let n = batch.recv(&b).unwrap();
             for i in 0..n {
-                seen.push(batch.get(i).map(|(_, d)| d.len()));
+                seen.push(batch.get(i).map(|r| r.bytes.len()));
             }
         }
         assert_eq!(seen, vec![None, Some(50)]);
@@ -719,7 +919,7 @@ mod tests {
             wait(sock);
             let n = rb.recv(sock).unwrap();
             for i in 0..n {
-                let (_, d) = rb.get(i).unwrap();
+                let Run { bytes: d, .. } = rb.get(i).unwrap();
                 assert!(d.iter().all(|&x| x == d[0]));
                 got.push((d[0], d.len()));
             }
@@ -743,7 +943,7 @@ mod tests {
         assert_eq!(batch.gso(), gso && gso_supported(&a));
         let report = batch.flush(&a);
         let mut got = Vec::new();
-        let mut rb = RecvBatch::new(1200);
+        let mut rb = RecvBatch::new(1200, false);
         for (sock, is_b) in [(&b, true), (&c, false)] {
             let expect = sizes.iter().filter(|s| s.1 == is_b).count();
             let from_sock = collect(&mut rb, sock, expect);
@@ -811,7 +1011,7 @@ mod tests {
         let report = batch.flush(&a);
         assert!(!batch.gso(), "GSO is off after the refusal");
         assert_eq!((report.sent, report.failed), (7, 0));
-        let mut rb = RecvBatch::new(1200);
+        let mut rb = RecvBatch::new(1200, false);
         let mut got = collect(&mut rb, &b, 4);
         got.extend(collect(&mut rb, &c, 3));
         got.sort();
@@ -829,6 +1029,142 @@ mod tests {
         batch.commit(b.local_addr().unwrap(), 100);
         batch.commit(b.local_addr().unwrap(), 100);
         assert_eq!(batch.flush(&a).sent, 2);
+    }
+
+    /// Sends `runs` (length, count) from a GSO batch to a socket with GRO
+    /// and receives them three ways: a blocking wait, single reads and
+    /// `recvmmsg`. Returns each datagram's (tag, length) in arrival order and
+    /// the most datagrams one receive slot held; `None` where this kernel
+    /// has no GSO or GRO.
+    fn gro_round(
+        max_datagram: usize,
+        runs: &[(usize, usize)],
+    ) -> Option<(Vec<(u8, usize)>, usize)> {
+        let (a, b) = pair();
+        if !gso_supported(&a) || !enable_gro(&b) {
+            eprintln!("UDP GSO or GRO not supported by this kernel: skipped");
+            return None;
+        }
+        let mut batch = SendBatch::new(1500, true);
+        let mut tag = 0u8;
+        for &(len, count) in runs {
+            for _ in 0..count {
+                batch.slot()[..len].fill(tag);
+                batch.commit(b.local_addr().unwrap(), len);
+                tag += 1;
+            }
+        }
+        let report = batch.flush(&a);
+        assert_eq!((report.sent, report.failed), (tag as usize, 0));
+        let mut rb = RecvBatch::new(max_datagram, true);
+        assert!(rb.gro());
+        let mut got = Vec::new();
+        let mut biggest = 0;
+        let mut take = |run: Option<Run<'_>>, got: &mut Vec<(u8, usize)>| {
+            let Some(run) = run else {
+                got.push((u8::MAX, 0));
+                return;
+            };
+            assert_eq!(run.from, a.local_addr().unwrap());
+            biggest = biggest.max(run.count());
+            let count = run.count();
+            let mut seen = 0;
+            assert!(run.for_each(|_, d| {
+                assert!(d.iter().all(|&x| x == d[0]), "one datagram per segment");
+                got.push((d[0], d.len()));
+                seen += 1;
+                true
+            }));
+            assert_eq!(seen, count);
+        };
+        b.set_nonblocking(false).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(rb.recv_one_blocking(&b, None).unwrap());
+        take(rb.take_held(), &mut got);
+        if let Some(run) = rb.recv_one(&b, None).unwrap() {
+            take(run, &mut got);
+        }
+        // Until the socket stays empty (dropped runs count as one entry).
+        loop {
+            wait_readable(&b, Duration::from_millis(200)).unwrap();
+            let n = rb.recv(&b).unwrap();
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                take(rb.get(i), &mut got);
+            }
+        }
+        Some((got, biggest))
+    }
+
+    #[test]
+    fn gro_takes_a_gso_run_as_one_buffer_and_splits_it_back() {
+        // A bulk message's fragments (equal, then a shorter last one), then
+        // runs of small datagrams.
+        let runs = [(1200, 20), (700, 1), (64, 5), (90, 2), (30, 1)];
+        let Some((got, biggest)) = gro_round(1200, &runs) else {
+            return;
+        };
+        let mut want = Vec::new();
+        for &(len, count) in &runs {
+            for _ in 0..count {
+                want.push((want.len() as u8, len));
+            }
+        }
+        assert_eq!(got, want, "every datagram, intact and in order");
+        assert!(
+            biggest >= 21,
+            "the kernel kept the GSO run together: {biggest}"
+        );
+    }
+
+    #[test]
+    fn gro_runs_of_datagrams_over_the_limit_are_dropped_whole() {
+        // Against a 200-byte limit: a run of short datagrams (with its
+        // shorter last one) arrives; a run of 300-byte ones and a lone
+        // 350-byte one are dropped (`u8::MAX` marks a dropped slot). A GSO
+        // run ends where a datagram is longer than the one before.
+        let Some((got, _)) = gro_round(200, &[(100, 3), (50, 1), (300, 4), (350, 1)]) else {
+            return;
+        };
+        let kept: Vec<(u8, usize)> = got.iter().copied().filter(|d| d.0 != u8::MAX).collect();
+        assert_eq!(kept, vec![(0, 100), (1, 100), (2, 100), (3, 50)]);
+        assert!(got.len() >= 6, "two drops at least: {got:?}");
+    }
+
+    #[test]
+    fn a_run_hands_over_every_datagram_even_after_a_stop() {
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut bytes = [1, 1, 1, 2, 2, 2, 3];
+        let run = Run {
+            from,
+            bytes: &mut bytes,
+            segment: 3,
+        };
+        assert_eq!(run.count(), 3);
+        let mut seen = Vec::new();
+        let go_on = run.for_each(|f, d| {
+            assert_eq!(f, from);
+            seen.push(d.to_vec());
+            false
+        });
+        assert!(!go_on);
+        assert_eq!(seen, vec![vec![1, 1, 1], vec![2, 2, 2], vec![3]]);
+        // An empty datagram is one datagram.
+        let empty = Run {
+            from,
+            bytes: &mut [],
+            segment: 1,
+        };
+        assert_eq!(empty.count(), 1);
+        let mut calls = 0;
+        assert!(empty.for_each(|_, d| {
+            assert!(d.is_empty());
+            calls += 1;
+            true
+        }));
+        assert_eq!(calls, 1);
     }
 
     #[test]
@@ -852,7 +1188,7 @@ mod tests {
     #[test]
     fn single_reads_take_one_datagram_and_drop_oversized_ones() {
         let (a, b) = pair();
-        let mut batch = RecvBatch::new(200);
+        let mut batch = RecvBatch::new(200, false);
         assert!(batch.recv_one(&b, None).unwrap().is_none(), "empty");
         a.send_to(&[1; 300], b.local_addr().unwrap()).unwrap();
         a.send_to(&[2; 50], b.local_addr().unwrap()).unwrap();
@@ -861,7 +1197,7 @@ mod tests {
             matches!(batch.recv_one(&b, None).unwrap(), Some(None)),
             "longer than a slot: dropped"
         );
-        let (from, d) = batch.recv_one(&b, None).unwrap().unwrap().unwrap();
+        let Run { from, bytes: d, .. } = batch.recv_one(&b, None).unwrap().unwrap().unwrap();
         assert_eq!((from, d.len(), d[0]), (a.local_addr().unwrap(), 50, 2));
         assert!(batch.recv_one(&b, None).unwrap().is_none());
         // A connected socket names no source; the peer is the source.
@@ -869,7 +1205,7 @@ mod tests {
         a.send_to(&[3; 10], b.local_addr().unwrap()).unwrap();
         wait(&b);
         let peer = a.local_addr().unwrap();
-        let (from, d) = batch.recv_one(&b, Some(peer)).unwrap().unwrap().unwrap();
+        let Run { from, bytes: d, .. } = batch.recv_one(&b, Some(peer)).unwrap().unwrap().unwrap();
         assert_eq!((from, d), (peer, &mut [3u8; 10][..]));
     }
 
@@ -877,14 +1213,14 @@ mod tests {
     fn a_blocking_wait_holds_what_it_received_until_taken() {
         let (a, b) = pair();
         b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let mut batch = RecvBatch::new(200);
+        let mut batch = RecvBatch::new(200, false);
         let t = std::time::Instant::now();
         assert!(!batch.recv_one_blocking(&b, None).unwrap(), "timed out");
         assert!(t.elapsed() >= Duration::from_millis(15), "it blocked");
         assert!(batch.take_held().is_none());
         a.send_to(&[9; 40], b.local_addr().unwrap()).unwrap();
         assert!(batch.recv_one_blocking(&b, None).unwrap());
-        let (from, d) = batch.take_held().expect("held");
+        let Run { from, bytes: d, .. } = batch.take_held().expect("held");
         assert_eq!((from, d.len(), d[0]), (a.local_addr().unwrap(), 40, 9));
         assert!(batch.take_held().is_none(), "taken once");
         // Sends never block, even on a blocking socket.
@@ -912,7 +1248,7 @@ mod tests {
         assert!(waited >= Duration::from_micros(300), "{waited:?}");
         a.send_to(b"x", b.local_addr().unwrap()).unwrap();
         wait(&b);
-        let mut batch = RecvBatch::new(64);
+        let mut batch = RecvBatch::new(64, false);
         assert_eq!(batch.recv(&b).unwrap(), 1);
     }
 }

@@ -204,6 +204,9 @@ pub struct IoStats {
     pub waits: u64,
     /// Whether sends use UDP segmentation offload (Linux `UDP_SEGMENT`).
     pub gso: bool,
+    /// Whether receives take runs of datagrams as one buffer (Linux
+    /// `UDP_GRO`).
+    pub gro: bool,
 }
 
 /// A non-blocking UDP socket with optional link simulation and, on Linux,
@@ -252,8 +255,9 @@ impl UdpIo {
         #[cfg(target_os = "linux")]
         let (recv_batch, send_batch) = if config.batching {
             let gso = config.gso && batch::gso_supported(&socket);
+            let gro = config.gro && batch::enable_gro(&socket);
             (
-                Some(batch::RecvBatch::new(max_datagram)),
+                Some(batch::RecvBatch::new(max_datagram, gro)),
                 Some(batch::SendBatch::new(max_datagram, gso)),
             )
         } else {
@@ -338,8 +342,18 @@ impl UdpIo {
     pub fn stats(&self) -> IoStats {
         IoStats {
             gso: self.gso(),
+            gro: self.gro(),
             ..self.stats
         }
+    }
+
+    /// Whether receives take runs of datagrams as one buffer (UDP GRO).
+    pub fn gro(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &self.recv_batch {
+            return b.gro();
+        }
+        false
     }
 
     /// Whether sends use UDP segmentation offload.
@@ -468,9 +482,9 @@ impl UdpIo {
         if let Some(b) = &mut self.recv_batch {
             let mut read_on = true;
             // What the last wait received first.
-            if let Some((from, datagram)) = b.take_held() {
-                total += 1;
-                read_on = hand(&mut self.incoming, from, datagram);
+            if let Some(run) = b.take_held() {
+                total += run.count();
+                read_on = run.for_each(|from, d| hand(&mut self.incoming, from, d));
             }
             // Single reads first: an empty socket (a spinning or freshly
             // woken receiver's usual case) and a lone datagram cost a plain
@@ -486,11 +500,10 @@ impl UdpIo {
                     // ICMP errors for earlier sends surface here.
                     Err(e) if is_transient(&e) => continue,
                     Err(e) => return Err(e),
-                    Ok(Some(datagram)) => {
-                        total += 1;
-                        if let Some((from, datagram)) = datagram {
-                            read_on = hand(&mut self.incoming, from, datagram);
-                        }
+                    Ok(Some(None)) => total += 1,
+                    Ok(Some(Some(run))) => {
+                        total += run.count();
+                        read_on = run.for_each(|from, d| hand(&mut self.incoming, from, d));
                     }
                 }
             }
@@ -498,11 +511,14 @@ impl UdpIo {
                 self.stats.recv_calls += 1;
                 let n = b.recv(&self.socket)?;
                 for i in 0..n {
-                    if let Some((from, datagram)) = b.get(i) {
-                        read_on &= hand(&mut self.incoming, from, datagram);
+                    match b.get(i) {
+                        Some(run) => {
+                            total += run.count();
+                            read_on &= run.for_each(|from, d| hand(&mut self.incoming, from, d));
+                        }
+                        None => total += 1,
                     }
                 }
-                total += n;
                 // A short batch: the socket was empty when the call returned.
                 if n < batch::RECV_BATCH {
                     self.stats.datagrams_received += total as u64;
