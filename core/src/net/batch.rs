@@ -188,8 +188,8 @@ impl RecvBatch {
         } else {
             max_datagram
         };
-        // Zeroed memory straight from the OS: a slot's pages are only made
-        // resident by what the kernel writes in them.
+        // Zeroed: at GRO's 2 MiB the allocator normally maps fresh pages,
+        // which become resident only as the kernel writes runs into them.
         let mut slots = vec![0u8; RECV_BATCH * slot_bytes].into_boxed_slice();
         // SAFETY: sockaddr_storage is plain data; all-zero is valid.
         let mut names: Box<[libc::sockaddr_storage]> =
