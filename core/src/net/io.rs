@@ -881,6 +881,63 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_gro_run_is_handed_over_datagram_by_datagram_even_past_a_stop() {
+        let tx_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx_socket.local_addr().unwrap();
+        let sim = LinkSimulation::default();
+        let mut tx = UdpIo::new(tx_socket, &sim, &SocketConfig::default(), 1200).unwrap();
+        let gro = SocketConfig {
+            gro: true,
+            ..SocketConfig::default()
+        };
+        let mut rx = UdpIo::new(rx_socket, &sim, &gro, 1200).unwrap();
+        if !tx.gso() || !rx.gro() {
+            eprintln!("UDP GSO or GRO not supported by this kernel: skipped");
+            return;
+        }
+        assert!(rx.stats().gro);
+        // Ten equal datagrams and a shorter last one: one GSO run.
+        let now = Instant::now();
+        for i in 0..11u8 {
+            let len = if i == 10 { 40 } else { 100 };
+            tx.send_slot()[..len].fill(i);
+            tx.commit(now, to, len);
+        }
+        tx.flush(now);
+        assert_eq!(tx.stats().send_calls, 1, "one GSO send");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut seen = Vec::new();
+        let r = rx
+            .receive(Instant::now(), |_, d| {
+                assert!(d.iter().all(|&x| x == d[0]));
+                seen.push((d[0], d.len()));
+                d[0] != 1
+            })
+            .unwrap();
+        // Stopping at the second datagram still hands over the whole run
+        // the one receive took.
+        let want: Vec<(u8, usize)> = (0..11u8)
+            .map(|i| (i, if i == 10 { 40 } else { 100 }))
+            .collect();
+        assert_eq!(seen, want);
+        assert_eq!(
+            r,
+            Received {
+                datagrams: 11,
+                drained: false
+            }
+        );
+        assert_eq!(rx.stats().datagrams_received, 11);
+        assert_eq!(rx.stats().recv_calls, 1, "the run came in one receive");
+        assert_eq!(
+            rx.receive(Instant::now(), |_, _| true).unwrap(),
+            Received::drained(0)
+        );
+    }
+
     #[test]
     fn conditioned_sends_arrive_late_and_in_full() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
