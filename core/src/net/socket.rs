@@ -48,8 +48,10 @@ pub struct SocketConfig {
     /// here, so a bulk transfer costs the kernel one socket buffer per run
     /// instead of one per datagram; on loopback that also takes the
     /// splitting off the sender's processor. The price: every receive is a
-    /// `recvmsg` with a control buffer (about 0.2 µs more than the `recvfrom`
-    /// used without it) and the receive slots grow from 32 datagrams to 32
+    /// `recvmsg` with a control buffer, which costs more than the `recvfrom`
+    /// used without it (on our benchmark VM: 0.2 µs more on an empty
+    /// socket, 0.35 µs per datagram, 0.6-0.8 µs per busy-polled round trip
+    /// in `BENCHMARKS.md`), and the receive slots grow from 32 datagrams to 32
     /// runs of 64 KiB (2 MiB of address space, resident as bulk traffic fills
     /// it). Default off: turn it on where bulk data arrives (an asset
     /// download, large reliable messages), not on a latency-critical socket.
