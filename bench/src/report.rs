@@ -936,18 +936,21 @@ impl Report {
                     100.0 * e.messages_per_sec * e.datagrams_per_message / r.messages_per_sec.max(1e-9)
                 ));
             }
-            // The rows without the receiver's GRO, by what their label says.
-            let big = |tag: &str| {
+            // A 1 MiB row by what its label says, with or without the
+            // receiver's GRO.
+            let big = |tag: &str, gro: bool| {
                 tp.iter().find(|t| {
                     t.sender == Sender::FastnetBig
                         && t.label.contains(tag)
-                        && !t.label.contains("GRO")
+                        && t.label.contains("GRO") == gro
                         && t.skipped.is_none()
                 })
             };
-            if let (Some(on), Some(no_gso), Some(off)) =
-                (big("GSO on"), big("GSO off"), big("batching off"))
-            {
+            if let (Some(on), Some(no_gso), Some(off)) = (
+                big("GSO on", false),
+                big("GSO off", false),
+                big("batching off", false),
+            ) {
                 notes.push(format!(
                     "**Batching and GSO on bulk transfers.** 1 MiB reliable messages: {:.0} MB/s with `sendmmsg` and UDP \
                      segmentation offload, {:.0} MB/s with `sendmmsg` alone, {:.0} MB/s with one system call per \
@@ -961,12 +964,7 @@ impl Report {
                     on.cpu_us_per_message,
                     no_gso.cpu_us_per_message,
                     off.cpu_us_per_message,
-                    tp.iter()
-                        .find(|t| {
-                            t.sender == Sender::FastnetBig
-                                && t.label.contains("GRO")
-                                && t.skipped.is_none()
-                        })
+                    big("GSO on", true)
                         .map(|g| format!(
                             " With `SocketConfig::gro` on the receiver as well, {:.0} MB/s and {:.0} µs per message: \
                              the run stays one buffer all the way to the receiving process, which takes it in one \

@@ -359,11 +359,11 @@ impl RecvBatch {
                 &mut name_len as *mut libc::socklen_t,
             )
         };
-        let n = loop {
+        let Some(n) = receive_call(flags, || {
             // SAFETY: `slot` is `slot_bytes` long and writable; `name` is
             // null or a sockaddr_storage with its length in `name_len`.
             // MSG_TRUNC makes the call return the datagram's real length.
-            let n = unsafe {
+            unsafe {
                 libc::recvfrom(
                     socket.as_raw_fd(),
                     slot.as_mut_ptr().cast(),
@@ -372,16 +372,10 @@ impl RecvBatch {
                     name,
                     name_len_ptr,
                 )
-            };
-            if n >= 0 {
-                break n as usize;
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(None),
-                io::ErrorKind::Interrupted if flags & libc::MSG_DONTWAIT != 0 => continue,
-                _ => return Err(e),
-            }
+        })?
+        else {
+            return Ok(None);
         };
         if n > self.max_datagram {
             return Ok(Some(None));
@@ -408,26 +402,20 @@ impl RecvBatch {
         connected: Option<SocketAddr>,
         flags: libc::c_int,
     ) -> io::Result<Option<Option<Run<'_>>>> {
-        let n = loop {
-            let h = &mut self.headers[0].msg_hdr;
+        // The first header is also the batch's: `recv` resets it before each
+        // `recvmmsg` whatever it holds.
+        let h = &mut self.headers[0].msg_hdr;
+        let Some(n) = receive_call(flags, || {
             h.msg_namelen = NAME_BYTES;
             h.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
             h.msg_flags = 0;
             // SAFETY: the first header points at the first slot, its name and
             // its control buffer, all owned by `self`.
-            let n = unsafe { libc::recvmsg(socket.as_raw_fd(), h, flags & !libc::MSG_TRUNC) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(None),
-                io::ErrorKind::Interrupted if flags & libc::MSG_DONTWAIT != 0 => continue,
-                _ => return Err(e),
-            }
+            unsafe { libc::recvmsg(socket.as_raw_fd(), h, flags & !libc::MSG_TRUNC) }
+        })?
+        else {
+            return Ok(None);
         };
-        // The first header may be the batch's: it counts as written.
-        self.dirty = self.dirty.max(1);
         self.headers[0].msg_len = n as libc::c_uint;
         Ok(Some(self.run(0, connected)))
     }
@@ -467,6 +455,25 @@ impl RecvBatch {
             bytes: &mut self.slots[start..start + len],
             segment: segment.max(1),
         })
+    }
+}
+
+/// Makes a receive system call (`call`, passed `flags`) until a signal does
+/// not interrupt it; a call that may block returns its interruption, so a
+/// signal ends a wait. Returns the length it received, or `None` when nothing
+/// was queued.
+fn receive_call(flags: libc::c_int, mut call: impl FnMut() -> isize) -> io::Result<Option<usize>> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted if flags & libc::MSG_DONTWAIT != 0 => continue,
+            _ => return Err(e),
+        }
     }
 }
 
