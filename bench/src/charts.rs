@@ -82,6 +82,8 @@ fn short_sender(t: &ThroughputResult) -> &'static str {
         Sender::FastnetEach => "FastNet send_now",
         Sender::FastnetBatched => "FastNet batched",
         Sender::FastnetBig => "FastNet 1 MiB",
+        Sender::TokioEach => "FastNet Tokio",
+        Sender::TokioBig => "FastNet Tokio 1 MiB",
     }
 }
 

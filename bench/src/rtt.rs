@@ -752,7 +752,7 @@ pub fn sync_ping_loop(
     Ok(ping_loop!(h, ping(), stats()))
 }
 
-fn server_addr(server: &ServerProcess, key: &str) -> BenchResult<SocketAddr> {
+pub(crate) fn server_addr(server: &ServerProcess, key: &str) -> BenchResult<SocketAddr> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port(key)?)))
 }
 
@@ -979,7 +979,7 @@ fn sans_io_tokio_client(h: &Harness, server: &ServerProcess, row: &Row) -> Bench
     })
 }
 
-fn current_thread() -> BenchResult<tokio::runtime::Runtime> {
+pub(crate) fn current_thread() -> BenchResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

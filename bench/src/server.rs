@@ -209,7 +209,7 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         args.iter()
             .find_map(|a| a.strip_prefix(key)?.parse::<u64>().ok())
     };
-    let tuning = GameLoopTuning {
+    let tuning = Tuning {
         batching: !args.iter().any(|a| a == "no-batching"),
         gso: !args.iter().any(|a| a == "no-gso"),
         gro: args.iter().any(|a| a == "gro"),
@@ -224,7 +224,7 @@ pub fn serve(args: &[String]) -> BenchResult<()> {
         ServerKind::UdpTokio => serve_udp_tokio(mode),
         ServerKind::FastnetSpin => serve_fastnet(mode, low_latency, tuning, false),
         ServerKind::FastnetBlock => serve_fastnet(mode, low_latency, tuning, true),
-        ServerKind::FastnetTokio => serve_fastnet_tokio(mode, low_latency),
+        ServerKind::FastnetTokio => serve_fastnet_tokio(mode, low_latency, tuning),
         ServerKind::Quinn => crate::quic::serve(mode),
         ServerKind::Enet => serve_enet(mode),
         ServerKind::UdpAeadBlock => crate::floor::serve_sealed_udp(mode, false),
@@ -308,9 +308,10 @@ fn fastnet_config(low_latency: bool) -> BenchResult<(ServerConfig, String)> {
     Ok((config, dev.sha256_hex()))
 }
 
-/// The game-loop server's options a row sets.
+/// The FastNet server's options a row sets (`busy_wait` and `wait` only
+/// matter to the game-loop server).
 #[derive(Clone, Copy, Debug)]
-struct GameLoopTuning {
+struct Tuning {
     batching: bool,
     gso: bool,
     gro: bool,
@@ -319,12 +320,8 @@ struct GameLoopTuning {
     max_datagram: Option<usize>,
 }
 
-fn serve_fastnet(
-    mode: Mode,
-    low_latency: bool,
-    tuning: GameLoopTuning,
-    block: bool,
-) -> BenchResult<()> {
+/// [`fastnet_config`] with `tuning` applied.
+fn tuned_config(low_latency: bool, tuning: Tuning) -> BenchResult<(ServerConfig, String)> {
     let (mut config, pin) = fastnet_config(low_latency)?;
     config.socket.batching = tuning.batching;
     config.socket.gso = tuning.gso;
@@ -333,6 +330,11 @@ fn serve_fastnet(
     if let Some(bytes) = tuning.max_datagram {
         config.transport.set_max_datagram_bytes(bytes);
     }
+    Ok((config, pin))
+}
+
+fn serve_fastnet(mode: Mode, low_latency: bool, tuning: Tuning, block: bool) -> BenchResult<()> {
+    let (config, pin) = tuned_config(low_latency, tuning)?;
     let mut server = Server::bind(loopback(), loopback(), config)?;
     let refused: Vec<&str> = server
         .socket_report()
@@ -378,12 +380,12 @@ fn serve_fastnet(
     }
 }
 
-fn serve_fastnet_tokio(mode: Mode, low_latency: bool) -> BenchResult<()> {
+fn serve_fastnet_tokio(mode: Mode, low_latency: bool, tuning: Tuning) -> BenchResult<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (config, pin) = fastnet_config(low_latency)?;
+        let (config, pin) = tuned_config(low_latency, tuning)?;
         let socket = SecureSocket::bind_server_with(loopback(), loopback(), config).await?;
         ready(&[
             ("udp", socket.local_udp_addr().port().to_string()),

@@ -2,15 +2,18 @@
 //! server process counts what arrives (messages per second between its first
 //! and last arrival). Raw UDP against FastNet unreliable for 64 B and 1200 B
 //! messages, and FastNet reliable-ordered with 1 MiB messages (acknowledged by
-//! a one-byte answer each).
+//! a one-byte answer each), through the game-loop driver and through the
+//! Tokio driver (a Tokio client sending to a Tokio server).
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fastnet::net::Client;
+use fastnet::net::{Client, SecureEvent, SecureSocket};
 use fastnet::{channels, SendError};
 
-use crate::rtt::fastnet_client_config;
+use crate::rtt::{current_thread, fastnet_client_config, server_addr};
 use crate::server::{raw_udp_socket, Mode, ServerKind, ServerProcess};
 use crate::sys::{process_cpu_time, UdpCounters};
 use crate::{fail, BenchResult, Harness};
@@ -34,6 +37,24 @@ pub enum Sender {
     FastnetBatched,
     /// FastNet reliable-ordered 1 MiB messages.
     FastnetBig,
+    /// FastNet Tokio driver, unreliable, `send(..).await` per message (it
+    /// transmits at once), to a Tokio server.
+    TokioEach,
+    /// FastNet Tokio driver, reliable-ordered 1 MiB messages, to a Tokio
+    /// server.
+    TokioBig,
+}
+
+impl Sender {
+    /// Whether the row runs the Tokio driver on both sides.
+    pub fn is_tokio(self) -> bool {
+        matches!(self, Sender::TokioEach | Sender::TokioBig)
+    }
+
+    /// Whether the row sends 1 MiB reliable messages.
+    pub fn is_big(self) -> bool {
+        matches!(self, Sender::FastnetBig | Sender::TokioBig)
+    }
 }
 
 /// One throughput measurement.
@@ -93,7 +114,7 @@ const fn case(sender: Sender, size: usize) -> Case {
 }
 
 /// The cases, in report order.
-const CASES: [Case; 13] = [
+const CASES: [Case; 17] = [
     case(Sender::RawUdp, 64),
     case(Sender::FastnetEach, 64),
     case(Sender::FastnetBatched, 64),
@@ -130,6 +151,17 @@ const CASES: [Case; 13] = [
         gso: false,
         ..case(Sender::FastnetBig, BIG_MESSAGE_BYTES)
     },
+    case(Sender::TokioEach, 64),
+    case(Sender::TokioBig, BIG_MESSAGE_BYTES),
+    Case {
+        gro: true,
+        ..case(Sender::TokioBig, BIG_MESSAGE_BYTES)
+    },
+    Case {
+        batching: false,
+        gso: false,
+        ..case(Sender::TokioBig, BIG_MESSAGE_BYTES)
+    },
 ];
 
 /// Number of throughput rows (for progress).
@@ -146,6 +178,8 @@ fn label(c: &Case) -> String {
             format!("FastNet unreliable, {size} B, `send` + `service()` per 32")
         }
         Sender::FastnetBig => "FastNet reliable-ordered, 1 MiB messages".to_string(),
+        Sender::TokioEach => format!("FastNet Tokio unreliable, {size} B, `send` each"),
+        Sender::TokioBig => "FastNet Tokio reliable-ordered, 1 MiB messages".to_string(),
     };
     if let Some(bytes) = c.max_datagram {
         label.push_str(&format!(", datagram limit {bytes}"));
@@ -153,7 +187,7 @@ fn label(c: &Case) -> String {
     match (c.batching, c.gso) {
         (false, _) => label.push_str(", batching off"),
         (true, false) => label.push_str(", GSO off"),
-        _ if c.sender == Sender::FastnetBig => label.push_str(", batching and GSO on"),
+        _ if c.sender.is_big() => label.push_str(", batching and GSO on"),
         _ => {}
     }
     if c.gro {
@@ -206,10 +240,21 @@ pub fn measure(h: &Harness) -> Vec<ThroughputResult> {
 /// Messages sent for a case.
 fn message_count(h: &Harness, sender: Sender, size: usize) -> usize {
     match sender {
-        Sender::FastnetBig => h.big_messages,
+        Sender::FastnetBig | Sender::TokioBig => h.big_messages,
         _ if size > 256 => (h.throughput_messages / 4).max(1),
         _ => h.throughput_messages,
     }
+}
+
+/// What a row's sending side did.
+struct Sent {
+    /// UDP datagrams the sender sent, and received (acknowledgements).
+    datagrams: u64,
+    acks: u64,
+    /// Sender CPU time over the send loop.
+    cpu: Duration,
+    /// 1 MiB rows: from the first send to the last acknowledgement.
+    elapsed: Option<Duration>,
 }
 
 /// One throughput row.
@@ -219,7 +264,9 @@ fn measure_one(h: &Harness, c: &Case) -> BenchResult<ThroughputResult> {
     let (kind, mode) = match sender {
         Sender::RawUdp => (ServerKind::UdpSpin, Mode::Sink),
         Sender::FastnetBig => (ServerKind::FastnetSpin, Mode::Ack),
-        _ => (ServerKind::FastnetSpin, Mode::Sink),
+        Sender::TokioBig => (ServerKind::FastnetTokio, Mode::Ack),
+        Sender::TokioEach => (ServerKind::FastnetTokio, Mode::Sink),
+        Sender::FastnetEach | Sender::FastnetBatched => (ServerKind::FastnetSpin, Mode::Sink),
     };
     let mut args = Vec::new();
     if let Some(bytes) = c.max_datagram {
@@ -237,133 +284,244 @@ fn measure_one(h: &Harness, c: &Case) -> BenchResult<ThroughputResult> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = ServerProcess::spawn(&h.exe, kind, mode, &args)?;
     let payload = vec![0x5Au8; size];
-    let mut client = match sender {
-        Sender::RawUdp => None,
-        _ => {
-            let mut config = fastnet_client_config(&server, false)?;
-            config.socket.batching = c.batching;
-            config.socket.gso = c.gso;
-            if let Some(bytes) = c.max_datagram {
-                config.transport.set_max_datagram_bytes(bytes);
-            }
-            Some(Client::connect("127.0.0.1", server.port("tcp")?, config)?)
-        }
-    };
-    let udp = match sender {
-        Sender::RawUdp => {
-            let s = raw_udp_socket(true)?;
-            s.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port("udp")?)))?;
-            Some(s)
-        }
-        _ => None,
-    };
-    std::thread::sleep(Duration::from_millis(20));
-    server.report()?; // reset the counters
-    let kernel_before = UdpCounters::now();
-    let stats_before = client.as_ref().map(Client::stats);
-    let cpu_before = process_cpu_time();
-    let started = Instant::now();
-    let mut elapsed = None;
-    match (sender, &mut client, &udp) {
-        (Sender::RawUdp, _, Some(socket)) => {
-            for _ in 0..count {
-                socket.send(&payload)?;
-            }
-        }
-        (Sender::FastnetEach | Sender::FastnetBatched, Some(client), _) => {
-            for i in 0..count {
-                loop {
-                    let r = if sender == Sender::FastnetEach {
-                        client.send_now(channels::UNRELIABLE, &payload)
-                    } else {
-                        client.send(channels::UNRELIABLE, &payload)
-                    };
-                    match r {
-                        Ok(()) => break,
-                        Err(SendError::WouldBlock) => client.service()?,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if (i + 1) % 32 == 0 {
-                    client.service()?;
-                }
-            }
-            client.service()?;
-        }
-        (Sender::FastnetBig, Some(client), _) => {
-            let (mut sent, mut acks) = (0usize, 0usize);
-            let mut buf = Vec::new();
-            let deadline = started + Duration::from_secs(120);
-            while acks < count {
-                if sent < count {
-                    match client.send(channels::RELIABLE_ORDERED, &payload) {
-                        Ok(()) => sent += 1,
-                        Err(SendError::WouldBlock) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                client.service()?;
-                while client.recv_into(&mut buf).is_some() {
-                    acks += 1;
-                }
-                if Instant::now() > deadline {
-                    return Err(fail(format!(
-                        "1 MiB messages: {acks}/{count} acknowledged after 120 s"
-                    )));
-                }
-            }
-            elapsed = Some(started.elapsed());
-        }
-        _ => unreachable!("every sender has its client"),
-    }
-    let cpu = process_cpu_time().saturating_sub(cpu_before);
-    // Raw UDP: what the kernel saw during the send loop (the sink answers nothing).
-    let kernel_datagrams = UdpCounters::now().sent_since(&kernel_before);
-    // Let the receiver drain; keep the FastNet client serviced meanwhile.
-    let drain_end = Instant::now() + DRAIN;
-    while Instant::now() < drain_end {
-        match &mut client {
-            Some(c) => {
-                c.service()?;
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    // FastNet: its own counts, including what the client still had queued
-    // when its send loop ended.
-    let (datagrams, acks) = match (&client, stats_before) {
-        (Some(c), Some(before)) => {
-            let after = c.stats();
-            (
-                after.packets_sent - before.packets_sent,
-                after.packets_received - before.packets_received,
-            )
-        }
-        _ => (kernel_datagrams, 0),
+    let sent = match sender {
+        Sender::RawUdp => send_raw(&mut server, count, &payload)?,
+        Sender::TokioEach | Sender::TokioBig => send_tokio(&mut server, c, count, &payload)?,
+        _ => send_game_loop(&mut server, c, count, &payload)?,
     };
     let received = server.report()?;
-    let (messages, span) = match elapsed {
-        Some(e) => (received.messages, e),
-        None => (received.messages, received.span),
-    };
+    let span = sent.elapsed.unwrap_or(received.span);
     let secs = span.as_secs_f64().max(1e-9);
     let n = count.max(1) as f64;
-    let result = ThroughputResult {
+    Ok(ThroughputResult {
         label: String::new(),
         sender,
         message_bytes: size,
         sent: count as u64,
-        received: messages,
-        messages_per_sec: messages as f64 / secs,
-        mb_per_sec: (messages as f64 * size as f64) / secs / 1e6,
-        datagrams_per_message: datagrams as f64 / n,
-        acks_per_message: acks as f64 / n,
-        cpu_us_per_message: cpu.as_secs_f64() * 1e6 / n,
+        received: received.messages,
+        messages_per_sec: received.messages as f64 / secs,
+        mb_per_sec: (received.messages as f64 * size as f64) / secs / 1e6,
+        datagrams_per_message: sent.datagrams as f64 / n,
+        acks_per_message: sent.acks as f64 / n,
+        cpu_us_per_message: sent.cpu.as_secs_f64() * 1e6 / n,
         skipped: None,
-    };
-    if let Some(mut c) = client {
-        c.disconnect(0);
+    })
+}
+
+/// Lets the server start, then resets its counters.
+fn settle(server: &mut ServerProcess) -> BenchResult<()> {
+    std::thread::sleep(Duration::from_millis(20));
+    server.report()?;
+    Ok(())
+}
+
+/// Raw UDP: one `send` per message on a connected std socket; the datagrams
+/// are what the kernel counted during the loop (the sink answers nothing).
+fn send_raw(server: &mut ServerProcess, count: usize, payload: &[u8]) -> BenchResult<Sent> {
+    let socket = raw_udp_socket(true)?;
+    socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, server.port("udp")?)))?;
+    settle(server)?;
+    let kernel_before = UdpCounters::now();
+    let cpu_before = process_cpu_time();
+    for _ in 0..count {
+        socket.send(payload)?;
     }
-    Ok(result)
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    let datagrams = UdpCounters::now().sent_since(&kernel_before);
+    std::thread::sleep(DRAIN);
+    Ok(Sent {
+        datagrams,
+        acks: 0,
+        cpu,
+        elapsed: None,
+    })
+}
+
+/// The game-loop client, as the case says.
+fn send_game_loop(
+    server: &mut ServerProcess,
+    c: &Case,
+    count: usize,
+    payload: &[u8],
+) -> BenchResult<Sent> {
+    let sender = c.sender;
+    let mut config = fastnet_client_config(server, false)?;
+    config.socket.batching = c.batching;
+    config.socket.gso = c.gso;
+    if let Some(bytes) = c.max_datagram {
+        config.transport.set_max_datagram_bytes(bytes);
+    }
+    let mut client = Client::connect("127.0.0.1", server.port("tcp")?, config)?;
+    settle(server)?;
+    let before = client.stats();
+    let cpu_before = process_cpu_time();
+    let started = Instant::now();
+    let mut elapsed = None;
+    if sender == Sender::FastnetBig {
+        let (mut sent, mut acks) = (0usize, 0usize);
+        let mut buf = Vec::new();
+        let deadline = started + BIG_DEADLINE;
+        while acks < count {
+            if sent < count {
+                match client.send(channels::RELIABLE_ORDERED, payload) {
+                    Ok(()) => sent += 1,
+                    Err(SendError::WouldBlock) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            client.service()?;
+            while client.recv_into(&mut buf).is_some() {
+                acks += 1;
+            }
+            if Instant::now() > deadline {
+                return Err(unacknowledged(acks, count));
+            }
+        }
+        elapsed = Some(started.elapsed());
+    } else {
+        for i in 0..count {
+            loop {
+                let r = if sender == Sender::FastnetEach {
+                    client.send_now(channels::UNRELIABLE, payload)
+                } else {
+                    client.send(channels::UNRELIABLE, payload)
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(SendError::WouldBlock) => client.service()?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if (i + 1) % 32 == 0 {
+                client.service()?;
+            }
+        }
+        client.service()?;
+    }
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    // Let the receiver drain; keep the client serviced meanwhile.
+    let drain_end = Instant::now() + DRAIN;
+    while Instant::now() < drain_end {
+        client.service()?;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Its own counts, including what it still had queued when its send loop
+    // ended.
+    let after = client.stats();
+    client.disconnect(0);
+    Ok(Sent {
+        datagrams: after.packets_sent - before.packets_sent,
+        acks: after.packets_received - before.packets_received,
+        cpu,
+        elapsed,
+    })
+}
+
+/// The Tokio client (current-thread runtime), as the case says.
+fn send_tokio(
+    server: &mut ServerProcess,
+    c: &Case,
+    count: usize,
+    payload: &[u8],
+) -> BenchResult<Sent> {
+    /// The server is peer 1 of a client.
+    const SERVER: fastnet::net::PeerId = 1;
+    let mut config = fastnet_client_config(server, false)?;
+    config.socket.batching = c.batching;
+    config.socket.gso = c.gso;
+    if let Some(bytes) = c.max_datagram {
+        config.transport.set_max_datagram_bytes(bytes);
+    }
+    let tcp = server_addr(server, "tcp")?;
+    let rt = current_thread()?;
+    let socket = rt.block_on(SecureSocket::connect_with(tcp, config))?;
+    settle(server)?;
+    let stats = |socket: &SecureSocket| socket.peer_stats(SERVER).unwrap_or_default();
+    let before = stats(&socket);
+    let cpu_before = process_cpu_time();
+    let started = Instant::now();
+    let mut events = Vec::new();
+    let elapsed = rt.block_on(async {
+        let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+        if c.sender == Sender::TokioBig {
+            let (mut sent, mut acks) = (0usize, 0usize);
+            let deadline = started + BIG_DEADLINE;
+            while acks < count {
+                // Queue until the send queue is full, then poll for the
+                // acknowledgements (`poll` transmits and retransmits too).
+                while sent < count {
+                    match socket
+                        .send(SERVER, channels::RELIABLE_ORDERED, payload)
+                        .await
+                    {
+                        Ok(()) => sent += 1,
+                        Err(e) if would_block(&e) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, socket.poll_into(&mut events)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(unacknowledged(acks, count)),
+                };
+                acks += events
+                    .iter()
+                    .filter(|e| matches!(e, SecureEvent::Data(..)))
+                    .count();
+            }
+            return Ok(Some(started.elapsed()));
+        }
+        for i in 0..count {
+            loop {
+                match socket.send(SERVER, channels::UNRELIABLE, payload).await {
+                    Ok(()) => break,
+                    // The in-flight limit: let the driver read acknowledgements.
+                    Err(e) if would_block(&e) => drive_once(&socket, &mut events).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if (i + 1) % 32 == 0 {
+                drive_once(&socket, &mut events).await?;
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(None)
+    })?;
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    // Let the receiver drain; keep the client's driver running meanwhile.
+    rt.block_on(async {
+        let _ = tokio::time::timeout(DRAIN, async {
+            loop {
+                let _ = socket.poll_into(&mut events).await;
+            }
+        })
+        .await;
+    });
+    let after = stats(&socket);
+    socket.disconnect(SERVER, 0);
+    Ok(Sent {
+        datagrams: after.packets_sent - before.packets_sent,
+        acks: after.packets_received - before.packets_received,
+        cpu,
+        elapsed,
+    })
+}
+
+/// One round of the Tokio driver's I/O without waiting: a `poll` polled
+/// once (it reads, runs timers and transmits, then would wait) and dropped.
+async fn drive_once(socket: &SecureSocket, events: &mut Vec<SecureEvent>) -> BenchResult<()> {
+    let mut poll = std::pin::pin!(socket.poll_into(events));
+    match std::future::poll_fn(|cx| Poll::Ready(poll.as_mut().poll(cx))).await {
+        Poll::Ready(r) => r.map(drop).map_err(Into::into),
+        Poll::Pending => Ok(()),
+    }
+}
+
+/// How long a 1 MiB row may take.
+const BIG_DEADLINE: Duration = Duration::from_secs(120);
+
+fn unacknowledged(acks: usize, count: usize) -> Box<dyn std::error::Error + Send + Sync> {
+    fail(format!(
+        "1 MiB messages: {acks}/{count} acknowledged after {} s",
+        BIG_DEADLINE.as_secs()
+    ))
 }

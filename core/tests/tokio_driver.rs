@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fastnet::net::{
-    ClientConfig, ConnectError, LinkSimulation, SecureEvent, SecureSocket, ServerConfig,
+    ClientConfig, ConnectError, IoStats, LinkSimulation, SecureEvent, SecureSocket, ServerConfig,
+    SocketConfig,
 };
 use fastnet::session::{DevCertificate, HandshakeError, ServerCredentials, ServerTrust};
 use fastnet::{channels, DisconnectReason, LinkConfig, TransportConfig};
@@ -254,14 +255,18 @@ async fn echo_client(client: u8, tcp: SocketAddr, config: ClientConfig) {
     socket.disconnect(1, 0);
 }
 
-async fn echo_many_clients(ip: IpAddr, config: ClientConfig) {
+/// Sixteen echo clients against one server, with `socket` on every side;
+/// returns the server socket's system call counters.
+async fn echo_many_clients(ip: IpAddr, socket: SocketConfig) -> IoStats {
     let dev_server = dev_certificate();
     let config = ClientConfig {
         trust: ServerTrust::Ca(vec![dev_server.cert.clone()]),
-        ..config
+        socket: socket.clone(),
+        ..ClientConfig::default()
     };
-    let (server, _events, server_task) =
-        echo_server(ip, server_config(&dev_server, TransportConfig::default())).await;
+    let mut server_config = server_config(&dev_server, TransportConfig::default());
+    server_config.socket = socket;
+    let (server, _events, server_task) = echo_server(ip, server_config).await;
     let tcp = server.local_tcp_addr().unwrap();
     let start = Instant::now();
     let mut clients = JoinSet::new();
@@ -284,28 +289,55 @@ async fn echo_many_clients(ip: IpAddr, config: ClientConfig) {
         server.handshake_stats().unwrap().completed,
         ECHO_CLIENTS as u64
     );
+    server.io_stats()
 }
 
+/// Over IPv4 with the Linux fast paths on (the default `recvmmsg`,
+/// `sendmmsg` and GSO, and GRO on top): the server's counters show batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_echo_every_channel_kind_over_ipv4() {
-    bounded(
-        "IPv4 echo",
-        echo_many_clients(LOCALHOST_V4, ClientConfig::default()),
-    )
-    .await;
+    let socket = SocketConfig {
+        gro: true,
+        ..SocketConfig::default()
+    };
+    let io = bounded("IPv4 echo", echo_many_clients(LOCALHOST_V4, socket)).await;
+    eprintln!("server socket: {io:?}");
+    if cfg!(target_os = "linux") {
+        assert!(io.gso && io.gro, "GSO and GRO in use: {io:?}");
+        // Sixteen 1 MiB echoes: runs of datagrams per call, both ways.
+        assert!(
+            io.datagrams_sent > 2 * io.send_calls,
+            "batched sends: {io:?}"
+        );
+        assert!(
+            io.datagrams_received > 2 * io.recv_calls,
+            "batched receives: {io:?}"
+        );
+    }
 }
 
+/// Over IPv6 with batching off: one system call per datagram.
 #[tokio::test(flavor = "current_thread")]
 async fn sixteen_clients_echo_every_channel_kind_over_ipv6() {
     if !ipv6_available() {
         eprintln!("skipped: no IPv6 loopback");
         return;
     }
-    bounded(
-        "IPv6 echo",
-        echo_many_clients(LOCALHOST_V6, ClientConfig::default()),
-    )
-    .await;
+    let socket = SocketConfig {
+        batching: false,
+        ..SocketConfig::default()
+    };
+    let io = bounded("IPv6 echo", echo_many_clients(LOCALHOST_V6, socket)).await;
+    eprintln!("server socket: {io:?}");
+    assert!(!io.gso && !io.gro, "no offloads without batching: {io:?}");
+    assert!(
+        io.send_calls >= io.datagrams_sent + io.send_errors && io.datagrams_sent > 0,
+        "a call per datagram sent: {io:?}"
+    );
+    assert!(
+        io.recv_calls > io.datagrams_received && io.datagrams_received > 0,
+        "a call per datagram received, and the empty ones: {io:?}"
+    );
 }
 
 /// `poll_into` replaces what the vector held (recycling its message buffers,

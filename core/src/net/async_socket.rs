@@ -63,34 +63,45 @@
 //! [`send`](SecureSocket::send).
 //!
 //! * [`poll`](SecureSocket::poll) (and `poll_into`) drives the I/O on the
-//!   caller's task: it reads every datagram the socket holds (`try_recv_from`
-//!   until it would block), runs due timers, transmits, and returns as soon as
-//!   there are events. Otherwise it awaits, all at once, the socket's
-//!   readability, the next protocol deadline (`sleep_until`), and a *poke*
-//!   that `send`, `disconnect` and the handshake tasks give when they change
-//!   what it waits for (a count of pokes and the waiting polls' wakers: a
-//!   `poll` call registers its waker once however often it waits, where a
-//!   `tokio::sync::Notify` registers per wait). Per datagram that is one
-//!   `recvfrom` (plus one that finds the socket empty per batch) and no
-//!   wake-up of any other task: no thread hop on the hot path. A `poll` woken
-//!   by a datagram returns as soon as it has events, and leaves that empty
-//!   `recvfrom` to the next `poll`, after the application has answered; that
-//!   one reads on until the socket is empty, so a burst is still read in one
-//!   go. A ping-pong then makes the same system calls in the same order as a
-//!   plain Tokio UDP echo: wake, `recvfrom`, `sendto`, empty `recvfrom`,
-//!   wait.
+//!   caller's task: it reads every datagram the socket holds (until it would
+//!   block), runs due timers, transmits, and returns as soon as there are
+//!   events. Otherwise it awaits, all at once, the socket's readability, the
+//!   next protocol deadline (`sleep_until`), and a *poke* that `send`,
+//!   `disconnect` and the handshake tasks give when they change what it waits
+//!   for (a count of pokes and the waiting polls' wakers: a `poll` call
+//!   registers its waker once however often it waits, where a
+//!   `tokio::sync::Notify` registers per wait). A lone datagram costs one
+//!   `recvfrom` (plus one that finds the socket empty) and no wake-up of any
+//!   other task: no thread hop on the hot path. A `poll` woken by a datagram
+//!   returns as soon as it has events, and leaves that empty `recvfrom` to
+//!   the next `poll`, after the application has answered; that one reads on
+//!   until the socket is empty, so a burst is still read in one go. A
+//!   ping-pong then makes the same system calls in the same order as a plain
+//!   Tokio UDP echo: wake, `recvfrom`, `sendto`, empty `recvfrom`, wait.
 //! * [`send`](SecureSocket::send) queues the message and transmits at once on
-//!   the sender's task: one `sendto` per datagram. It wakes a waiting `poll`
-//!   only when its message moved the next deadline earlier (the first
-//!   unacknowledged message arms the retransmission timer), not per message.
+//!   the sender's task. It wakes a waiting `poll` only when its message moved
+//!   the next deadline earlier (the first unacknowledged message arms the
+//!   retransmission timer), not per message.
+//! * On Linux, with [`SocketConfig::batching`] (the default), the I/O uses
+//!   the game-loop drivers' batched system calls: a third datagram in a row
+//!   switches the reads to `recvmmsg` (32 datagrams a call), and everything
+//!   one transmit produces leaves in one `sendmmsg`, runs of equal-sized
+//!   datagrams to one peer (a large message's fragments) as one GSO buffer
+//!   ([`SocketConfig::gso`]); [`SocketConfig::gro`] takes such runs in as one
+//!   buffer. A lone datagram still goes with `send`/`sendto`. Every receive
+//!   goes through Tokio's `try_io`, so an empty socket clears the readiness
+//!   `poll` waits for. [`SecureSocket::io_stats`] counts the calls.
 //! * On Unix the socket is registered with Tokio's reactor for readability
 //!   only: with edge-triggered readiness a registration for writability too
 //!   is woken after nearly every datagram sent (the socket is writable
 //!   again), one more return from the reactor's wait and one more turn of the
 //!   runtime per datagram for nothing. So a round trip costs each side one
-//!   wake-up, the arrival. When the socket would block, the datagram is kept
-//!   and the next `send` or `poll` awaits writability (registered for that
-//!   wait only) before anything else goes out.
+//!   wake-up, the arrival. When the socket would block, the datagrams it
+//!   refused are kept (in the send batch, or the one datagram without it),
+//!   nothing new is taken from the connections, and the next `send` or
+//!   `poll` awaits writability (registered for that wait only) and sends
+//!   them first: a full socket slows a bulk sender down instead of dropping
+//!   its datagrams.
 //! * A client's socket is **connected** to the server's UDP address: the
 //!   kernel drops datagrams from anyone else, and the driver sends with `send`
 //!   and receives with `recv`, which skip the route lookup of every `sendto`
@@ -139,11 +150,10 @@ use crate::net::async_handshake::{
 use crate::net::async_io::{AsyncUdp, UdpPath};
 use crate::net::client::{ClientConfig, ConnectError};
 use crate::net::endpoint::{Endpoint, EndpointStats, PeerEvent, PeerId};
-use crate::net::io::LinkSimulation;
+use crate::net::io::{IoStats, LinkSimulation};
 use crate::net::server::{HandshakeStats, ServerConfig};
 use crate::net::service::lock;
 use crate::net::socket::{bind_udp, SocketConfig};
-use crate::packet::MAX_DATAGRAM_BYTES;
 use crate::pool::BufferPool;
 use crate::session::trust::SHA256_FINGERPRINT_BYTES;
 use crate::session::{
@@ -207,8 +217,6 @@ enum Read {
 struct State {
     endpoint: Endpoint,
     udp: UdpPath,
-    buf: Vec<u8>,
-    scratch: Vec<u8>,
     /// Message buffers of the events a `poll_into` caller handed back, waiting
     /// to be swapped for the next messages' buffers (see `take_events_into`).
     spare: BufferPool,
@@ -226,35 +234,28 @@ struct State {
 }
 
 impl State {
-    fn new(endpoint: Endpoint, link: &LinkSimulation) -> io::Result<Self> {
-        Ok(Self {
+    fn new(endpoint: Endpoint, udp: UdpPath) -> Self {
+        Self {
             endpoint,
-            udp: UdpPath::new(link)?,
-            buf: vec![0; MAX_DATAGRAM_BYTES],
-            scratch: vec![0; MAX_DATAGRAM_BYTES],
+            udp,
             spare: BufferPool::new(SPARE_MESSAGE_BUFFERS),
             departures: Vec::new(),
             last_drive: Instant::now(),
             poller_wait: None,
             poll_timer: None,
-        })
+        }
     }
 
     /// One round of I/O without waiting: read (as `read` says), timers,
     /// transmit.
     fn drive(&mut self, socket: &AsyncUdp, now: Instant, read: Read) -> io::Result<()> {
         self.last_drive = now;
-        for _ in 0..MAX_DATAGRAMS_PER_DRIVE {
-            match self.udp.recv(socket, now, &mut self.buf)? {
-                Some((from, n)) => {
-                    self.endpoint.handle_datagram(now, from, &mut self.buf[..n]);
-                    if read == Read::UntilEvents && self.endpoint.has_pending() {
-                        break;
-                    }
-                }
-                None => break,
-            }
-        }
+        let endpoint = &mut self.endpoint;
+        self.udp
+            .receive(socket, now, MAX_DATAGRAMS_PER_DRIVE, |from, datagram| {
+                endpoint.handle_datagram(now, from, datagram);
+                read == Read::Drain || !endpoint.has_pending()
+            })?;
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
@@ -262,16 +263,23 @@ impl State {
         Ok(())
     }
 
-    /// Sends everything the connections have to send, until the socket would block.
+    /// Sends everything the connections have to send (one `sendmmsg` on
+    /// Linux), until the socket would block.
     fn transmit(&mut self, socket: &AsyncUdp, now: Instant) {
-        if !self.udp.flush(socket, now, &mut self.scratch) {
+        if !self.udp.flush(socket, now) {
             return;
         }
-        while let Some((to, n)) = self.endpoint.poll_transmit(now, &mut self.buf) {
-            if !self.udp.send(socket, now, to, &self.buf[..n]) {
+        // `poll_transmit` answers `None` inline when no peer may send.
+        while self.endpoint.may_transmit() {
+            let Some(slot) = self.udp.send_slot(socket) else {
                 return;
-            }
+            };
+            let Some((to, n)) = self.endpoint.poll_transmit(now, slot) else {
+                break;
+            };
+            self.udp.commit(socket, now, to, n);
         }
+        self.udp.flush(socket, now);
     }
 
     /// Takes back the events a caller is done with: the message buffers of its
@@ -710,7 +718,9 @@ impl SecureSocket {
         let local_tcp = listener.local_addr()?;
         let advertised = config.advertised_udp_addr.unwrap_or(bound_udp);
         let params = SessionParams::from_config(&config.transport).with_udp_address(advertised);
-        let state = State::new(Endpoint::new(Arc::new(config.transport)), &config.link)?;
+        let max_datagram = config.transport.max_datagram_bytes();
+        let udp = UdpPath::new(&socket, &config.link, &config.socket, max_datagram)?;
+        let state = State::new(Endpoint::new(Arc::new(config.transport)), udp);
         let stats = Arc::new(Mutex::new(HandshakeStats::default()));
         let shared = Shared::new(socket, state, Some(local_tcp), Some(stats.clone()), None)?;
         let weak = Arc::downgrade(&shared);
@@ -845,6 +855,9 @@ impl SecureSocket {
         };
         let socket =
             bind_async_udp(local, &config.socket, Some(server)).map_err(ConnectError::Udp)?;
+        let max_datagram = config.transport.max_datagram_bytes();
+        let udp = UdpPath::new(&socket, &config.link, &config.socket, max_datagram)
+            .map_err(ConnectError::Udp)?;
         let mut endpoint = Endpoint::new(Arc::new(config.transport));
         let peer = endpoint
             .insert(outcome.keys, Some(server), Instant::now())
@@ -852,7 +865,7 @@ impl SecureSocket {
                 crate::net::endpoint::InsertError::Config(c) => ConnectError::Config(c),
                 other => ConnectError::Udp(io::Error::other(other)),
             })?;
-        let state = State::new(endpoint, &config.link).map_err(ConnectError::Udp)?;
+        let state = State::new(endpoint, udp);
         let shared = Shared::new(socket, state, None, None, outcome.server_certificate_sha256)
             .map_err(ConnectError::Udp)?;
         let socket = Self { shared };
@@ -999,6 +1012,7 @@ impl SecureSocket {
                 }
                 let deadline = s.wait_deadline(now);
                 s.poller_wait = Some(deadline);
+                s.udp.count_wait();
                 active.waiting = true;
                 active.waited = true;
                 (deadline, s.udp.is_blocked())
@@ -1115,6 +1129,13 @@ impl SecureSocket {
     /// Datagrams dropped before reaching a connection.
     pub fn endpoint_stats(&self) -> EndpointStats {
         lock(&self.shared.state).endpoint.stats()
+    }
+
+    /// Counters of the UDP socket's system calls (a `poll`'s waits for
+    /// readiness count as `waits`), and whether it sends with GSO and
+    /// receives with GRO.
+    pub fn io_stats(&self) -> IoStats {
+        lock(&self.shared.state).udp.stats()
     }
 
     /// Counters of the handshake side of a server; `None` on a client.

@@ -1,4 +1,4 @@
-//! Linux's batched UDP system calls for the game-loop drivers: `recvmmsg`
+//! Linux's batched UDP system calls for both drivers: `recvmmsg`
 //! takes every queued datagram (up to [`RECV_BATCH`]) in one call, `sendmmsg`
 //! sends everything a service pass produced in one call, and UDP generic
 //! segmentation offload (`UDP_SEGMENT`, Linux 4.18+) hands a run of equal-sized
@@ -295,16 +295,43 @@ impl RecvBatch {
         socket: &UdpSocket,
         connected: Option<SocketAddr>,
     ) -> io::Result<bool> {
-        match self.recv_from(socket, connected, libc::MSG_TRUNC) {
-            Ok(Some(Some(run))) => {
-                self.held = Some((run.from, run.bytes.len(), run.segment));
-                Ok(true)
-            }
-            Ok(Some(None)) => Ok(true),
+        match self.recv_held(socket, connected, libc::MSG_TRUNC) {
+            Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`RecvBatch::recv_one`] that keeps what came for
+    /// [`RecvBatch::take_held`] instead of lending it (the Tokio driver
+    /// receives inside a closure that cannot return a borrow). Returns
+    /// `Ok(None)` when nothing is queued, `Ok(Some(false))` for a datagram
+    /// that had to be dropped, `Ok(Some(true))` when one is held.
+    pub fn recv_one_held(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+    ) -> io::Result<Option<bool>> {
+        debug_assert!(self.held.is_none(), "a held datagram is taken first");
+        self.recv_held(socket, connected, libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+    }
+
+    /// `recv_from` with `flags`, keeping what came for `take_held`.
+    fn recv_held(
+        &mut self,
+        socket: &UdpSocket,
+        connected: Option<SocketAddr>,
+        flags: libc::c_int,
+    ) -> io::Result<Option<bool>> {
+        Ok(match self.recv_from(socket, connected, flags)? {
+            Some(Some(run)) => {
+                self.held = Some((run.from, run.bytes.len(), run.segment));
+                Some(true)
+            }
+            Some(None) => Some(false),
+            None => None,
+        })
     }
 
     /// The datagram (or run) a blocking wait received, once.
@@ -524,6 +551,10 @@ pub struct SendBatch {
     /// The address the socket is connected to: datagrams for it go without
     /// one (no route lookup per send).
     connected: Option<SocketAddr>,
+    /// When the socket's buffer is full, keep what did not go for the next
+    /// flush (the Tokio driver, which then awaits writability) instead of
+    /// dropping it as UDP would (the game-loop drivers).
+    keep_blocked: bool,
 }
 
 impl std::fmt::Debug for SendBatch {
@@ -551,7 +582,18 @@ impl SendBatch {
             max_datagram,
             gso,
             connected: None,
+            keep_blocked: false,
         }
+    }
+
+    /// When a flush finds the socket's buffer full, keep the datagrams that
+    /// did not go, in order, for the next flush (which sends them first), and
+    /// report [`FlushReport::blocked`]; meanwhile the batch stays
+    /// [`full`](SendBatch::is_full) once its arena is, so a sender that
+    /// checks stops producing. Off (the default), they are dropped, as a
+    /// full UDP socket would.
+    pub fn keep_when_blocked(&mut self) {
+        self.keep_blocked = true;
     }
 
     /// The socket was connected to `peer`: datagrams to it name no address.
@@ -565,11 +607,13 @@ impl SendBatch {
     }
 
     /// Whether no datagram is queued.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.queued.is_empty()
     }
 
     /// Whether the next datagram may not fit: flush first.
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.queued.len() == SEND_BATCH || self.arena.len() - self.used < self.max_datagram
     }
@@ -594,7 +638,9 @@ impl SendBatch {
 
     /// Sends everything queued in as few system calls as the kernel allows:
     /// one `sendmmsg`, with consecutive equal-sized datagrams to the same
-    /// address merged into one GSO message.
+    /// address merged into one GSO message. With
+    /// [`keep_when_blocked`](SendBatch::keep_when_blocked), a full socket
+    /// buffer ends the flush with the rest still queued.
     pub fn flush(&mut self, socket: &UdpSocket) -> FlushReport {
         let mut report = FlushReport::default();
         if self.queued.is_empty() {
@@ -607,17 +653,26 @@ impl SendBatch {
             let to = (self.connected != Some(q.to)).then_some(q.to);
             match send_dontwait(socket, datagram, to) {
                 Ok(_) => report.sent = 1,
+                Err(e) if self.keep_blocked && e.kind() == io::ErrorKind::WouldBlock => {
+                    report.blocked = true;
+                    return report;
+                }
                 Err(_) => report.failed = 1,
             }
-        } else {
-            self.flush_many(socket, &mut report);
+        } else if let Some(unsent) = self.flush_many(socket, &mut report) {
+            // The first `unsent` went; the rest stay where they are in the
+            // arena, back to back, for the next flush.
+            self.queued.drain(..unsent);
+            return report;
         }
         self.queued.clear();
         self.used = 0;
         report
     }
 
-    fn flush_many(&mut self, socket: &UdpSocket, report: &mut FlushReport) {
+    /// Sends the whole queue; returns the index of the first datagram kept
+    /// when the socket's buffer filled up with `keep_blocked`.
+    fn flush_many(&mut self, socket: &UdpSocket, report: &mut FlushReport) -> Option<usize> {
         // Group the queue into messages: runs for GSO, else one datagram each.
         let mut runs: [(usize, usize); SEND_BATCH] = [(0, 0); SEND_BATCH];
         let mut n_runs = 0;
@@ -647,8 +702,12 @@ impl SendBatch {
         let mut start = 0;
         while start < n_runs {
             let done = self.send_runs(socket, &runs[start..n_runs], report);
+            if report.blocked {
+                return Some(runs[start].0);
+            }
             start += done;
         }
+        None
     }
 
     /// One `sendmmsg` of `runs`; returns how many runs it consumed (at least
@@ -714,7 +773,12 @@ impl SendBatch {
         let e = io::Error::last_os_error();
         match e.kind() {
             io::ErrorKind::Interrupted => 0,
-            // The socket buffer is full: the rest is dropped, as UDP would.
+            // The socket buffer is full: the rest waits for the next flush
+            // (`keep_blocked`), or is dropped, as UDP would.
+            io::ErrorKind::WouldBlock if self.keep_blocked => {
+                report.blocked = true;
+                0
+            }
             io::ErrorKind::WouldBlock => {
                 report.failed += datagrams(runs);
                 count
@@ -877,6 +941,85 @@ mod tests {
 
     fn wait(b: &UdpSocket) {
         wait_readable(b, Duration::from_secs(2)).unwrap();
+    }
+
+    /// A connected pair of datagram sockets whose sender blocks while the
+    /// receiver holds its datagrams (a Unix datagram socket's send buffer
+    /// pays for them until they are read; UDP on loopback drops at the
+    /// receiver instead), posing as UDP sockets: the send batch only calls
+    /// `sendmmsg` and `send` on them.
+    fn blocking_pair() -> (UdpSocket, std::os::unix::net::UnixDatagram, SocketAddr) {
+        let (tx, rx) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        // The smallest send buffer: a few datagrams fill it.
+        socket2::SockRef::from(&tx).set_send_buffer_size(1).unwrap();
+        let tx = UdpSocket::from(std::os::fd::OwnedFd::from(tx));
+        // Datagrams for the "connected" address name none.
+        (tx, rx, SocketAddr::from(([127, 0, 0, 1], 9)))
+    }
+
+    /// Distinct datagrams (varied lengths, so no GSO run forms either).
+    fn numbered(i: usize) -> Vec<u8> {
+        vec![i as u8; 40 + i % 7]
+    }
+
+    #[test]
+    fn a_batch_that_keeps_what_a_full_socket_refused_sends_it_first_next_time() {
+        let (tx, rx, to) = blocking_pair();
+        let mut batch = SendBatch::new(1200, false);
+        batch.set_connected(to);
+        batch.keep_when_blocked();
+        let total = 60;
+        let mut queued = 0;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut blocked_flushes = 0;
+        while got.len() < total {
+            // Queue until the batch is full or everything is queued.
+            while queued < total && !batch.is_full() {
+                let d = numbered(queued);
+                batch.slot()[..d.len()].copy_from_slice(&d);
+                batch.commit(to, d.len());
+                queued += 1;
+            }
+            let r = batch.flush(&tx);
+            assert_eq!(r.failed, 0, "nothing dropped: {r:?}");
+            if r.blocked {
+                blocked_flushes += 1;
+                assert!(!batch.is_empty(), "what was refused is kept");
+            } else {
+                assert!(batch.is_empty());
+            }
+            // The receiver reads what it holds.
+            while let Ok(n) = rx.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+        }
+        assert!(blocked_flushes > 0, "the socket filled up at least once");
+        let expected: Vec<Vec<u8>> = (0..total).map(numbered).collect();
+        assert_eq!(got, expected, "every datagram once, in order");
+    }
+
+    #[test]
+    fn a_batch_that_does_not_keep_drops_what_a_full_socket_refused() {
+        let (tx, rx, to) = blocking_pair();
+        let mut batch = SendBatch::new(1200, false);
+        batch.set_connected(to);
+        for i in 0..SEND_BATCH {
+            let d = numbered(i);
+            batch.slot()[..d.len()].copy_from_slice(&d);
+            batch.commit(to, d.len());
+        }
+        let r = batch.flush(&tx);
+        assert!(!r.blocked && batch.is_empty(), "{r:?}");
+        assert!(r.failed > 0 && r.sent + r.failed == SEND_BATCH, "{r:?}");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = rx.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        let expected: Vec<Vec<u8>> = (0..r.sent).map(numbered).collect();
+        assert_eq!(got, expected, "the first ones, in order");
     }
 
     #[test]

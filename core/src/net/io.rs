@@ -48,7 +48,7 @@ const MAX_COARSE_WAIT_TICKS: u32 = 60;
 /// Datagrams read one `recvfrom` at a time before switching to `recvmmsg`
 /// (Linux): see [`UdpIo::receive`].
 #[cfg(target_os = "linux")]
-const SINGLE_READS: usize = 2;
+pub(crate) const SINGLE_READS: usize = 2;
 
 /// Bytes prefixed to a conditioned datagram to carry its address.
 const ADDRESS_PREFIX_BYTES: usize = 19;
@@ -700,6 +700,9 @@ pub(crate) struct FlushReport {
     pub failed: usize,
     /// System calls made.
     pub calls: usize,
+    /// The socket's buffer was full and the rest of the batch is still
+    /// queued (only with `SendBatch::keep_when_blocked`).
+    pub blocked: bool,
 }
 
 /// Sends one datagram with `sendto` (`send` to the connected peer).
@@ -730,7 +733,8 @@ fn send_one(
     r
 }
 
-fn account(stats: &mut IoStats, r: FlushReport) {
+/// Adds what a flush did to the counters.
+pub(crate) fn account(stats: &mut IoStats, r: FlushReport) {
     stats.send_calls += r.calls as u64;
     stats.datagrams_sent += r.sent as u64;
     stats.send_errors += r.failed as u64;

@@ -32,16 +32,17 @@ pub struct SocketConfig {
     /// `SO_PRIORITY` (Linux): queueing priority of outgoing packets (0-6
     /// without privileges).
     pub priority: Option<u32>,
-    /// Game-loop drivers, Linux: receive with `recvmmsg` (every queued
-    /// datagram in one call) and send a service pass's datagrams with one
-    /// `sendmmsg`. Default on; elsewhere one call per datagram.
+    /// Linux (both drivers): receive bursts with `recvmmsg` (up to 32
+    /// queued datagrams in one call) and send what a service pass (or a
+    /// Tokio transmit) produced with one `sendmmsg`. Default on; elsewhere
+    /// one call per datagram.
     pub batching: bool,
-    /// Game-loop drivers, Linux, with `batching`: UDP segmentation offload
+    /// Linux, with `batching`: UDP segmentation offload
     /// (`UDP_SEGMENT`) for runs of equal-sized datagrams to one address (the
     /// fragments of a large message), where the kernel has it. Default on;
     /// turned off by itself if the network device refuses it.
     pub gso: bool,
-    /// Game-loop drivers, Linux, with `batching`: UDP generic receive offload
+    /// Linux, with `batching`: UDP generic receive offload
     /// (`UDP_GRO`, Linux 5.0+), the receiving half of `gso`. A run of
     /// equal-sized datagrams from one sender (its GSO send, or datagrams the
     /// network card merged) stays one buffer in the kernel and is split
