@@ -347,6 +347,11 @@ impl UdpIo {
         }
     }
 
+    /// The transport's datagram limit.
+    pub fn max_datagram(&self) -> usize {
+        self.max_datagram
+    }
+
     /// Whether receives take runs of datagrams as one buffer (UDP GRO).
     pub fn gro(&self) -> bool {
         #[cfg(target_os = "linux")]

@@ -3,8 +3,9 @@
 //! is busy (a long scene load, a debugger pause), so the connection survives.
 //!
 //! While it runs it owns every read of the UDP socket: it blocks in `recv_from`
-//! (with a timeout up to the next protocol deadline) without holding the driver's
-//! lock, then locks to hand over the datagram and run timers and transmissions.
+//! (`recvmsg` when the socket takes GRO runs, which it splits) with a timeout
+//! up to the next protocol deadline, without holding the driver's lock, then
+//! locks to hand over the datagrams and run timers and transmissions.
 //! The game thread's own service call then only transmits and collects events.
 
 use std::io;
@@ -14,6 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
+use crate::net::batch;
 use crate::net::io::{Received, UdpIo};
 use crate::packet::MAX_DATAGRAM_BYTES;
 
@@ -97,10 +100,16 @@ pub(crate) trait DriverState: Send + 'static {
     /// A datagram the service thread read: through the incoming link
     /// simulation, to the protocol, then everything else that is due.
     fn on_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.on_datagram_only(now, from, datagram);
+        self.service_without_reading(now);
+    }
+
+    /// Hands a datagram the service thread read to the protocol (through the
+    /// incoming conditioner, if any), without running timers.
+    fn on_datagram_only(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         if self.io().incoming(now, from, datagram) {
             self.handle(now, from, datagram);
         }
-        self.service_without_reading(now);
     }
 
     /// Timers and transmissions, without reading the socket (the service
@@ -204,23 +213,27 @@ pub(crate) struct ServiceThread {
 impl ServiceThread {
     /// Starts servicing a driver's state, reading from a clone of its socket.
     pub fn start<T: DriverState>(state: &Arc<Mutex<T>>) -> io::Result<Self> {
-        let socket = {
+        let (socket, reader) = {
             let mut s = lock(state);
             // The thread sets the shared socket's receive timeout from now on.
             s.io().forget_recv_timeout();
-            s.io().socket().try_clone()?
+            (s.io().socket().try_clone()?, Reader::for_io(s.io()))
         };
-        Self::spawn(state.clone(), socket)
+        Self::spawn(state.clone(), socket, reader)
     }
 
     /// Starts servicing `state`, reading from `socket` (a clone of the driver's).
-    fn spawn<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket) -> io::Result<Self> {
+    fn spawn<T: DriverState>(
+        state: Arc<Mutex<T>>,
+        socket: UdpSocket,
+        reader: Reader,
+    ) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("fastnet-service".into())
-            .spawn(move || run(state, socket, flag))?;
+            .spawn(move || run(state, socket, reader, flag))?;
         Ok(Self {
             stop,
             handle: Some(handle),
@@ -237,8 +250,75 @@ impl Drop for ServiceThread {
     }
 }
 
-fn run<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+/// How the service thread reads: `recv_from` into one buffer, or, when the
+/// socket takes GRO runs (Linux), `recvmsg` into a run-sized slot whose
+/// control message gives the segment size to split the run by (read as one
+/// datagram, a run would fail authentication).
+enum Reader {
+    Plain(Vec<u8>),
+    #[cfg(target_os = "linux")]
+    Gro(Box<batch::RecvBatch>),
+}
+
+impl Reader {
+    /// The reader for `io`'s socket.
+    fn for_io(io: &UdpIo) -> Self {
+        #[cfg(target_os = "linux")]
+        if io.gro() {
+            return Reader::Gro(Box::new(batch::RecvBatch::new(io.max_datagram(), true)));
+        }
+        let _ = io;
+        Reader::Plain(vec![0u8; MAX_DATAGRAM_BYTES])
+    }
+
+    /// Waits (up to the socket's receive timeout) for a datagram, or a run
+    /// of them, and hands each to `state`, then runs its timers and
+    /// transmissions once.
+    fn receive<T: DriverState>(&mut self, socket: &UdpSocket, state: &Mutex<T>) {
+        match self {
+            Reader::Plain(buf) => match socket.recv_from(buf) {
+                Ok((n, from)) => {
+                    let mut s = lock(state);
+                    s.on_datagram(Instant::now(), from, &mut buf[..n]);
+                }
+                Err(e) => report(&e),
+            },
+            #[cfg(target_os = "linux")]
+            Reader::Gro(b) => match b.recv_one_blocking(socket, None) {
+                Ok(_) => {
+                    if let Some(run) = b.take_held() {
+                        let mut s = lock(state);
+                        let now = Instant::now();
+                        run.for_each(|from, d| {
+                            s.on_datagram_only(now, from, d);
+                            true
+                        });
+                        s.service_without_reading(now);
+                    }
+                }
+                Err(e) => report(&e),
+            },
+        }
+    }
+}
+
+/// Logs a receive error of the service thread: a timeout is none, and ICMP
+/// errors for earlier sends and the like are not the socket's end.
+fn report(e: &io::Error) {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        tracing::trace!(error = %e, "service thread receive error");
+    }
+}
+
+fn run<T: DriverState>(
+    state: Arc<Mutex<T>>,
+    socket: UdpSocket,
+    mut reader: Reader,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
         let wait = {
             let mut s = lock(&state);
@@ -252,21 +332,7 @@ fn run<T: DriverState>(state: Arc<Mutex<T>>, socket: UdpSocket, stop: Arc<Atomic
             std::thread::sleep(wait);
             continue;
         }
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let mut s = lock(&state);
-                s.on_datagram(Instant::now(), from, &mut buf[..n]);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => {
-                // ICMP errors for earlier sends and the like: not the socket's end.
-                tracing::trace!(error = %e, "service thread receive error");
-            }
-        }
+        reader.receive(&socket, &state);
     }
 }
 
