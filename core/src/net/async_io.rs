@@ -512,7 +512,7 @@ fn count<R>(stats: &mut IoStats, r: R) -> R {
 fn read(
     socket: &AsyncUdp,
     #[cfg(target_os = "linux")] mut batch: Option<&mut batch::RecvBatch>,
-    #[cfg(not(target_os = "linux"))] _batch: Option<()>,
+    #[cfg(not(target_os = "linux"))] mut batch: Option<()>,
     buf: &mut [u8],
     stats: &mut IoStats,
     budget: usize,

@@ -348,6 +348,7 @@ impl UdpIo {
     }
 
     /// The transport's datagram limit.
+    #[cfg(target_os = "linux")]
     pub fn max_datagram(&self) -> usize {
         self.max_datagram
     }
