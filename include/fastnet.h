@@ -927,6 +927,18 @@ int32_t fastnet_client_stats(FastNetClient client, struct FastNetStats *out);
 int32_t fastnet_client_enable_service_thread(FastNetClient client);
 
 /**
+ * Turns on UDP generic receive offload for the client's socket (Linux
+ * 5.0+), for a client about to receive bulk data (an asset download, large
+ * reliable messages): see `fastnet_server_enable_gro`. Idempotent; during a
+ * non-blocking connect it applies once connected. Elsewhere, or where the
+ * kernel refuses it, receives stay as they were: that is not an error.
+ * Returns `FASTNET_OK`, `FASTNET_ERROR_INVALID_HANDLE`, `FASTNET_ERROR_CLOSED`
+ * (the connect failed) or `FASTNET_ERROR_IO` (the service thread could not
+ * restart).
+ */
+int32_t fastnet_client_enable_gro(FastNetClient client);
+
+/**
  * Makes `fastnet_client_service` spin on the socket for up to `us`
  * microseconds (bounded by its timeout) before sleeping in the OS: lower
  * latency for a processor. 0, the default, sleeps at once. During a
@@ -1126,6 +1138,21 @@ int32_t fastnet_server_local_ports(FastNetServer server, uint16_t *udp_port, uin
  * `FASTNET_OK`, `FASTNET_ERROR_IO` or `FASTNET_ERROR_INVALID_HANDLE`.
  */
 int32_t fastnet_server_enable_service_thread(FastNetServer server);
+
+/**
+ * Turns on UDP generic receive offload for the server's socket (Linux 5.0+):
+ * a run of equal-sized datagrams from one sender (a large message's
+ * fragments, sent with segmentation offload) reaches the socket as one
+ * buffer, which FastNet splits, so bulk data costs the receiving kernel one
+ * buffer per run. Each receive then costs a little more (a control buffer),
+ * so it suits a server receiving bulk data (uploads, large reliable
+ * messages), not a latency-critical one. Idempotent; a running service
+ * thread is restarted around the switch. Elsewhere, or where the kernel
+ * refuses it, receives stay as they were: that is not an error. Returns
+ * `FASTNET_OK`, `FASTNET_ERROR_IO` (the service thread could not restart)
+ * or `FASTNET_ERROR_INVALID_HANDLE`.
+ */
+int32_t fastnet_server_enable_gro(FastNetServer server);
 
 /**
  * Makes `fastnet_server_service` spin on the socket for up to `us`

@@ -360,6 +360,12 @@ public:
         return detail::check(fastnet_client_set_busy_wait_us(handle_, us));
     }
 
+    /// UDP generic receive offload for bulk downloads (Linux; a no-op
+    /// elsewhere): see fastnet_client_enable_gro.
+    Status enable_gro() {
+        return detail::check(fastnet_client_enable_gro(handle_));
+    }
+
     /// FASTNET_CLIENT_CONNECTING / _CONNECTED / _DISCONNECTED / _FAILED.
     Result<std::int32_t> state() const {
         std::int32_t s = fastnet_client_state(handle_);
@@ -529,6 +535,12 @@ public:
     /// service() spins up to `us` microseconds before sleeping (0: never).
     Status set_busy_wait_us(std::uint32_t us) {
         return detail::check(fastnet_server_set_busy_wait_us(handle_, us));
+    }
+
+    /// UDP generic receive offload for bulk uploads (Linux; a no-op
+    /// elsewhere): see fastnet_server_enable_gro.
+    Status enable_gro() {
+        return detail::check(fastnet_server_enable_gro(handle_));
     }
 
     /// Closes everything and frees the handle now (the object is then empty).

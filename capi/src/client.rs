@@ -78,6 +78,8 @@ struct ClientInner {
     service_thread: bool,
     /// `fastnet_client_set_busy_wait_us`, applied once connected.
     busy_wait: Duration,
+    /// `fastnet_client_enable_gro`, applied once connected.
+    gro: bool,
 }
 
 fn handle_value(client: FastNetClient) -> usize {
@@ -142,6 +144,7 @@ impl ClientInner {
             flush_due: false,
             service_thread,
             busy_wait: Duration::ZERO,
+            gro: false,
         }
     }
 
@@ -152,6 +155,11 @@ impl ClientInner {
             Ok(mut client) => {
                 self.queue.push_back(Ev::Connected(FASTNET_SERVER_PEER_ID));
                 client.set_busy_wait(self.busy_wait);
+                if self.gro {
+                    // Before the service thread starts, so it reads runs too;
+                    // without one, turning GRO on cannot fail.
+                    let _ = client.enable_gro();
+                }
                 if self.service_thread {
                     if let Err(e) = client.start_service_thread() {
                         self.queue.push_back(Ev::Error(convert::io_failure(
@@ -759,6 +767,31 @@ pub extern "C" fn fastnet_client_enable_service_thread(client: FastNetClient) ->
                 .client()?
                 .start_service_thread()
                 .map_err(|e| convert::io_failure("cannot start the service thread", &e))
+        })
+    })
+}
+
+/// Turns on UDP generic receive offload for the client's socket (Linux
+/// 5.0+), for a client about to receive bulk data (an asset download, large
+/// reliable messages): see `fastnet_server_enable_gro`. Idempotent; during a
+/// non-blocking connect it applies once connected. Elsewhere, or where the
+/// kernel refuses it, receives stay as they were: that is not an error.
+/// Returns `FASTNET_OK`, `FASTNET_ERROR_INVALID_HANDLE`, `FASTNET_ERROR_CLOSED`
+/// (the connect failed) or `FASTNET_ERROR_IO` (the service thread could not
+/// restart).
+#[no_mangle]
+pub extern "C" fn fastnet_client_enable_gro(client: FastNetClient) -> i32 {
+    call_status(|| {
+        with_client(client, |inner| {
+            inner.gro = true;
+            if matches!(inner.state, State::Connecting(_)) {
+                return Ok(());
+            }
+            inner
+                .client()?
+                .enable_gro()
+                .map(drop)
+                .map_err(|e| convert::io_failure("cannot restart the service thread", &e))
         })
     })
 }

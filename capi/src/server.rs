@@ -727,6 +727,30 @@ pub extern "C" fn fastnet_server_enable_service_thread(server: FastNetServer) ->
     })
 }
 
+/// Turns on UDP generic receive offload for the server's socket (Linux 5.0+):
+/// a run of equal-sized datagrams from one sender (a large message's
+/// fragments, sent with segmentation offload) reaches the socket as one
+/// buffer, which FastNet splits, so bulk data costs the receiving kernel one
+/// buffer per run. Each receive then costs a little more (a control buffer),
+/// so it suits a server receiving bulk data (uploads, large reliable
+/// messages), not a latency-critical one. Idempotent; a running service
+/// thread is restarted around the switch. Elsewhere, or where the kernel
+/// refuses it, receives stay as they were: that is not an error. Returns
+/// `FASTNET_OK`, `FASTNET_ERROR_IO` (the service thread could not restart)
+/// or `FASTNET_ERROR_INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn fastnet_server_enable_gro(server: FastNetServer) -> i32 {
+    call_status(|| {
+        with_server(server, |inner| {
+            inner
+                .server
+                .enable_gro()
+                .map(drop)
+                .map_err(|e| convert::io_failure("cannot restart the service thread", &e))
+        })
+    })
+}
+
 /// Makes `fastnet_server_service` spin on the socket for up to `us`
 /// microseconds (bounded by its timeout) before sleeping in the OS: lower
 /// latency for a processor. 0, the default, sleeps at once. Returns

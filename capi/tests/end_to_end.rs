@@ -659,3 +659,44 @@ fn a_server_answer_given_mid_drain_leaves_with_the_next_poll() {
     assert_eq!(got.expect("the answer arrives").data, b"a1");
     assert_eq!(fastnet_client_disconnect(client), 0);
 }
+
+/// GRO turned on through the C ABI on both sides, the server's with its
+/// service thread running (restarted around the switch), the client's while
+/// it connects (applied once connected): large messages, sent as GSO runs
+/// and received as GRO runs, echo intact; calling it again changes nothing.
+#[test]
+fn gro_enabled_at_run_time_carries_large_messages_both_ways() {
+    let server = TestServer::start();
+    assert_eq!(
+        fastnet_server_enable_gro(server.handle),
+        0,
+        "{}",
+        last_error()
+    );
+    let client = server.connect(|c| c.nonblocking = true);
+    assert_eq!(fastnet_client_enable_gro(client), 0, "{}", last_error());
+    let connected = server.run_until(client, WAIT, true, |side, ev| {
+        (side == Side::Client && ev.kind == FASTNET_EVENT_CONNECTED).then_some(())
+    });
+    assert!(connected.is_some());
+    assert_eq!(fastnet_client_enable_gro(client), 0, "{}", last_error());
+    assert_eq!(
+        fastnet_server_enable_gro(server.handle),
+        0,
+        "{}",
+        last_error()
+    );
+    for i in 0..3u8 {
+        let big: Vec<u8> = (0..300_000u32).map(|k| (k as u8) ^ i).collect();
+        assert_eq!(send(client, 0, &big), 0, "{}", last_error());
+        let echoed = server.run_until(client, WAIT, true, |side, ev| {
+            (side == Side::Client && ev.kind == FASTNET_EVENT_DATA).then(|| ev.data.clone())
+        });
+        assert!(echoed == Some(big), "message {i} echoed intact");
+    }
+    assert_eq!(fastnet_client_disconnect(client), 0);
+    assert_eq!(
+        fastnet_client_enable_gro(null_client()),
+        FASTNET_ERROR_INVALID_HANDLE as i32
+    );
+}

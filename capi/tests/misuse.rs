@@ -61,6 +61,14 @@ fn null_handles() {
             fastnet_server_set_busy_wait_us(null_s, 50),
             code(FASTNET_ERROR_INVALID_HANDLE)
         );
+        assert_eq!(
+            fastnet_server_enable_gro(null_s),
+            code(FASTNET_ERROR_INVALID_HANDLE)
+        );
+        assert_eq!(
+            fastnet_client_enable_gro(null_c),
+            code(FASTNET_ERROR_INVALID_HANDLE)
+        );
         assert!(!fastnet_server_poll(null_s, &mut ev));
         assert_eq!(
             fastnet_server_peer_count(null_s),
@@ -108,6 +116,14 @@ fn destroyed_stale_and_wrong_kind_handles() {
     );
     assert_eq!(
         fastnet_server_destroy(as_server),
+        code(FASTNET_ERROR_WRONG_HANDLE_TYPE)
+    );
+    assert_eq!(
+        fastnet_server_enable_gro(as_server),
+        code(FASTNET_ERROR_WRONG_HANDLE_TYPE)
+    );
+    assert_eq!(
+        fastnet_client_enable_gro(as_client),
         code(FASTNET_ERROR_WRONG_HANDLE_TYPE)
     );
     assert_eq!(

@@ -568,17 +568,30 @@ fn service_thread_keeps_a_sleeping_game_connected() {
 /// A server whose service thread owns the reads takes the runs of a GRO
 /// socket apart like the game thread does: 1 MiB messages sent with GSO
 /// arrive intact, and no datagram fails authentication (a run read as one
-/// datagram would).
+/// datagram would). GRO comes from the configuration, or is turned on while
+/// the thread runs (which restarts it).
 #[test]
 fn a_service_thread_splits_gro_runs() {
+    for at_run_time in [false, true] {
+        service_thread_with_gro(at_run_time);
+    }
+}
+
+fn service_thread_with_gro(at_run_time: bool) {
     let dev = dev_cert();
     let mut config = ServerConfig::new(Arc::new(
         ServerCredentials::from_dev_certificate(&dev).unwrap(),
     ));
-    config.socket.gro = true;
+    config.socket.gro = !at_run_time;
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut server = Server::bind(any, any, config).unwrap();
     server.start_service_thread().unwrap();
+    if at_run_time {
+        assert!(!server.io_stats().gro);
+        let on = server.enable_gro().unwrap();
+        assert_eq!(on, cfg!(target_os = "linux"));
+        assert_eq!(server.enable_gro().unwrap(), on, "idempotent");
+    }
     let port = server.tcp_addr().port();
     let config = trusting(&dev);
     const MESSAGES: u32 = 4;

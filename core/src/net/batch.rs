@@ -308,6 +308,7 @@ impl RecvBatch {
     /// receives inside a closure that cannot return a borrow). Returns
     /// `Ok(None)` when nothing is queued, `Ok(Some(false))` for a datagram
     /// that had to be dropped, `Ok(Some(true))` when one is held.
+    #[cfg(feature = "tokio")]
     pub fn recv_one_held(
         &mut self,
         socket: &UdpSocket,
@@ -592,6 +593,7 @@ impl SendBatch {
     /// [`full`](SendBatch::is_full) once its arena is, so a sender that
     /// checks stops producing. Off (the default), they are dropped, as a
     /// full UDP socket would.
+    #[cfg(feature = "tokio")]
     pub fn keep_when_blocked(&mut self) {
         self.keep_blocked = true;
     }
@@ -963,6 +965,7 @@ mod tests {
         vec![i as u8; 40 + i % 7]
     }
 
+    #[cfg(feature = "tokio")]
     #[test]
     fn a_batch_that_keeps_what_a_full_socket_refused_sends_it_first_next_time() {
         let (tx, rx, to) = blocking_pair();

@@ -353,6 +353,23 @@ impl UdpIo {
         self.max_datagram
     }
 
+    /// Turns GRO on for a socket made without it (see
+    /// [`SocketConfig::gro`]): asks the kernel, then swaps in receive slots
+    /// that hold a run each. Returns whether GRO is on afterwards (`false`
+    /// without batching, off Linux, or when the kernel refuses). Call it
+    /// between service calls, with no service thread running: the thread
+    /// picks its way of reading when it starts.
+    pub fn enable_gro(&mut self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.recv_batch {
+            if !b.gro() && batch::enable_gro(&self.socket) {
+                *b = batch::RecvBatch::new(self.max_datagram, true);
+            }
+            return b.gro();
+        }
+        false
+    }
+
     /// Whether receives take runs of datagrams as one buffer (UDP GRO).
     pub fn gro(&self) -> bool {
         #[cfg(target_os = "linux")]

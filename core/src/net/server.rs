@@ -394,6 +394,21 @@ impl Server {
         self.busy_wait = budget;
     }
 
+    /// Turns on UDP generic receive offload ([`SocketConfig::gro`]) for a
+    /// socket bound without it, for when bulk data starts to arrive (an
+    /// asset download). A running service thread is stopped and started
+    /// again around the switch, so it reads runs too. Returns whether GRO is
+    /// on: `false` without batching, off Linux, or where the kernel (before
+    /// 5.0) refuses it, and receives then stay as they were.
+    pub fn enable_gro(&mut self) -> io::Result<bool> {
+        let restart = self.service_thread.take().is_some();
+        let on = lock(&self.state).io.enable_gro();
+        if restart {
+            self.start_service_thread()?;
+        }
+        Ok(on)
+    }
+
     /// Counters of the UDP socket's system calls.
     pub fn io_stats(&self) -> IoStats {
         lock(&self.state).io.stats()
