@@ -938,14 +938,15 @@ impl Report {
             }
             // A 1 MiB row by what its label says, with or without the
             // receiver's GRO.
-            let big = |tag: &str, gro: bool| {
+            let big_of = |sender: Sender, tag: &str, gro: bool| {
                 tp.iter().find(|t| {
-                    t.sender == Sender::FastnetBig
+                    t.sender == sender
                         && t.label.contains(tag)
                         && t.label.contains("GRO") == gro
                         && t.skipped.is_none()
                 })
             };
+            let big = |tag: &str, gro: bool| big_of(Sender::FastnetBig, tag, gro);
             if let (Some(on), Some(no_gso), Some(off)) = (
                 big("GSO on", false),
                 big("GSO off", false),
@@ -974,14 +975,7 @@ impl Report {
                         .unwrap_or_default()
                 ));
             }
-            let tokio_big = |tag: &str, gro: bool| {
-                tp.iter().find(|t| {
-                    t.sender == Sender::TokioBig
-                        && t.label.contains(tag)
-                        && t.label.contains("GRO") == gro
-                        && t.skipped.is_none()
-                })
-            };
+            let tokio_big = |tag: &str, gro: bool| big_of(Sender::TokioBig, tag, gro);
             if let (Some(on), Some(off)) =
                 (tokio_big("GSO on", false), tokio_big("batching off", false))
             {

@@ -432,12 +432,7 @@ impl Client {
     /// on: `false` without batching, off Linux, or where the kernel (before
     /// 5.0) refuses it, and receives then stay as they were.
     pub fn enable_gro(&mut self) -> io::Result<bool> {
-        let restart = self.service_thread.take().is_some();
-        let on = lock(&self.state).io.enable_gro();
-        if restart {
-            self.start_service_thread()?;
-        }
-        Ok(on)
+        ServiceThread::paused_around(&mut self.service_thread, &self.state, UdpIo::enable_gro)
     }
 
     /// Counters of the socket's system calls.

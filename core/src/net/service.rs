@@ -222,6 +222,22 @@ impl ServiceThread {
         Self::spawn(state.clone(), socket, reader)
     }
 
+    /// Runs `f` on the driver's socket with its service thread, if one runs
+    /// in `thread`, stopped, and starts it again afterwards, so that it
+    /// reads the way `f` left the socket (GRO or not).
+    pub fn paused_around<T: DriverState, R>(
+        thread: &mut Option<Self>,
+        state: &Arc<Mutex<T>>,
+        f: impl FnOnce(&mut UdpIo) -> R,
+    ) -> io::Result<R> {
+        let restart = thread.take().is_some();
+        let r = f(lock(state).io());
+        if restart {
+            *thread = Some(Self::start(state)?);
+        }
+        Ok(r)
+    }
+
     /// Starts servicing `state`, reading from `socket` (a clone of the driver's).
     fn spawn<T: DriverState>(
         state: Arc<Mutex<T>>,
