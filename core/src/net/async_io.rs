@@ -19,7 +19,7 @@ use tokio::io::{unix::AsyncFd, Interest};
 #[cfg(target_os = "linux")]
 use crate::net::batch;
 #[cfg(target_os = "linux")]
-use crate::net::io::{account, SINGLE_READS};
+use crate::net::io::{account, commit_to_batch, flush_batch, SINGLE_READS};
 use crate::net::io::{Conditioned as Simulated, IoStats, LinkSimulation};
 use crate::net::socket::SocketConfig;
 use crate::packet::MAX_DATAGRAM_BYTES;
@@ -357,10 +357,7 @@ impl UdpPath {
     pub fn commit(&mut self, socket: &AsyncUdp, now: Instant, to: SocketAddr, len: usize) {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.send_batch {
-            match &mut self.outgoing {
-                Some(sim) => sim.push(now, to, &b.slot()[..len]),
-                None => b.commit(to, len),
-            }
+            commit_to_batch(b, self.outgoing.as_mut(), now, to, len);
             return;
         }
         match &mut self.outgoing {
@@ -407,27 +404,9 @@ impl UdpPath {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.send_batch {
             let raw = socket.io.get_ref();
-            loop {
-                if b.is_full() {
-                    let r = b.flush(raw);
-                    account(&mut self.stats, r);
-                    if r.blocked {
-                        self.blocked = true;
-                        return false;
-                    }
-                }
-                let Some(sim) = &mut self.outgoing else {
-                    break;
-                };
-                let Some((to, n)) = sim.pop(now, b.slot()) else {
-                    break;
-                };
-                b.commit(to, n);
-            }
-            let r = b.flush(raw);
-            account(&mut self.stats, r);
-            self.blocked = r.blocked;
-            return !r.blocked;
+            let sent = flush_batch(b, self.outgoing.as_mut(), raw, now, &mut self.stats);
+            self.blocked = !sent;
+            return sent;
         }
         let Self {
             outgoing,
@@ -511,23 +490,15 @@ fn count<R>(stats: &mut IoStats, r: R) -> R {
 /// clears the readiness the driver waits for.
 fn read(
     socket: &AsyncUdp,
-    #[cfg(target_os = "linux")] mut batch: Option<&mut batch::RecvBatch>,
-    #[cfg(not(target_os = "linux"))] mut batch: Option<()>,
+    #[cfg(target_os = "linux")] batch: Option<&mut batch::RecvBatch>,
+    #[cfg(not(target_os = "linux"))] batch: Option<()>,
     buf: &mut [u8],
     stats: &mut IoStats,
     budget: usize,
     mut deliver: impl FnMut(SocketAddr, &mut [u8]) -> bool,
 ) -> io::Result<()> {
     let mut total = 0;
-    let result = read_into(
-        socket,
-        &mut batch,
-        buf,
-        stats,
-        budget,
-        &mut total,
-        &mut deliver,
-    );
+    let result = read_into(socket, batch, buf, stats, budget, &mut total, &mut deliver);
     stats.datagrams_received += total as u64;
     result
 }
@@ -535,8 +506,8 @@ fn read(
 /// [`read`], counting the datagrams it took in `total`.
 fn read_into(
     socket: &AsyncUdp,
-    #[cfg(target_os = "linux")] batch: &mut Option<&mut batch::RecvBatch>,
-    #[cfg(not(target_os = "linux"))] _batch: &mut Option<()>,
+    #[cfg(target_os = "linux")] mut batch: Option<&mut batch::RecvBatch>,
+    #[cfg(not(target_os = "linux"))] _batch: Option<()>,
     buf: &mut [u8],
     stats: &mut IoStats,
     budget: usize,
