@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fastnet::net::{Client, SecureEvent, SecureSocket};
+use fastnet::net::{Client, ClientConfig, SecureEvent, SecureSocket};
 use fastnet::{channels, SendError};
 
 use crate::rtt::{current_thread, fastnet_client_config, server_addr};
@@ -337,6 +337,17 @@ fn send_raw(server: &mut ServerProcess, count: usize, payload: &[u8]) -> BenchRe
     })
 }
 
+/// The FastNet client's configuration for a case (either driver).
+fn client_config(server: &ServerProcess, c: &Case) -> BenchResult<ClientConfig> {
+    let mut config = fastnet_client_config(server, false)?;
+    config.socket.batching = c.batching;
+    config.socket.gso = c.gso;
+    if let Some(bytes) = c.max_datagram {
+        config.transport.set_max_datagram_bytes(bytes);
+    }
+    Ok(config)
+}
+
 /// The game-loop client, as the case says.
 fn send_game_loop(
     server: &mut ServerProcess,
@@ -345,12 +356,7 @@ fn send_game_loop(
     payload: &[u8],
 ) -> BenchResult<Sent> {
     let sender = c.sender;
-    let mut config = fastnet_client_config(server, false)?;
-    config.socket.batching = c.batching;
-    config.socket.gso = c.gso;
-    if let Some(bytes) = c.max_datagram {
-        config.transport.set_max_datagram_bytes(bytes);
-    }
+    let config = client_config(server, c)?;
     let mut client = Client::connect("127.0.0.1", server.port("tcp")?, config)?;
     settle(server)?;
     let before = client.stats();
@@ -426,12 +432,7 @@ fn send_tokio(
 ) -> BenchResult<Sent> {
     /// The server is peer 1 of a client.
     const SERVER: fastnet::net::PeerId = 1;
-    let mut config = fastnet_client_config(server, false)?;
-    config.socket.batching = c.batching;
-    config.socket.gso = c.gso;
-    if let Some(bytes) = c.max_datagram {
-        config.transport.set_max_datagram_bytes(bytes);
-    }
+    let config = client_config(server, c)?;
     let tcp = server_addr(server, "tcp")?;
     let rt = current_thread()?;
     let socket = rt.block_on(SecureSocket::connect_with(tcp, config))?;
