@@ -675,10 +675,35 @@ impl SendBatch {
     /// Sends the whole queue; returns the index of the first datagram kept
     /// when the socket's buffer filled up with `keep_blocked`.
     fn flush_many(&mut self, socket: &UdpSocket, report: &mut FlushReport) -> Option<usize> {
-        // Group the queue into messages: runs for GSO, else one datagram each.
-        let mut runs: [(usize, usize); SEND_BATCH] = [(0, 0); SEND_BATCH];
+        let mut from = 0;
+        loop {
+            // Group the queue into messages: runs for GSO, else one datagram each.
+            let mut runs: [(usize, usize); SEND_BATCH] = [(0, 0); SEND_BATCH];
+            let n_runs = self.group(from, &mut runs);
+            let mut start = 0;
+            while start < n_runs {
+                match self.send_runs(socket, &runs[start..n_runs], report) {
+                    Sent::Runs(done) => start += done,
+                    Sent::Blocked => return Some(runs[start].0),
+                    // GSO is now off: the rest goes again, one datagram per
+                    // message, through the same path (and the same handling
+                    // of a full socket) as a batch that never had GSO.
+                    Sent::GsoRefused => break,
+                }
+            }
+            if start == n_runs {
+                return None;
+            }
+            from = runs[start].0;
+        }
+    }
+
+    /// Groups the queue from index `from` into messages in `runs`: runs of
+    /// consecutive equal-sized datagrams to the same address (the last may be
+    /// shorter) when GSO is on, else one datagram each. Returns their number.
+    fn group(&self, from: usize, runs: &mut [(usize, usize); SEND_BATCH]) -> usize {
         let mut n_runs = 0;
-        let mut i = 0;
+        let mut i = from;
         while i < self.queued.len() {
             let first = self.queued[i];
             let mut j = i + 1;
@@ -701,25 +726,18 @@ impl SendBatch {
             n_runs += 1;
             i = j;
         }
-        let mut start = 0;
-        while start < n_runs {
-            let done = self.send_runs(socket, &runs[start..n_runs], report);
-            if report.blocked {
-                return Some(runs[start].0);
-            }
-            start += done;
-        }
-        None
+        n_runs
     }
 
-    /// One `sendmmsg` of `runs`; returns how many runs it consumed (at least
-    /// one: a refused first message is counted as failed and skipped).
+    /// One `sendmmsg` of `runs`: how many runs it consumed (at least one
+    /// unless interrupted: a refused first message is counted as failed and
+    /// skipped), or why it stopped.
     fn send_runs(
         &mut self,
         socket: &UdpSocket,
         runs: &[(usize, usize)],
         report: &mut FlushReport,
-    ) -> usize {
+    ) -> Sent {
         let count = runs.len();
         self.names.clear();
         for (k, &(a, b)) in runs.iter().enumerate() {
@@ -770,52 +788,50 @@ impl SendBatch {
         let datagrams = |runs: &[(usize, usize)]| runs.iter().map(|(a, b)| b - a).sum::<usize>();
         if n > 0 {
             report.sent += datagrams(&runs[..n as usize]);
-            return n as usize;
+            return Sent::Runs(n as usize);
         }
         let e = io::Error::last_os_error();
         match e.kind() {
-            io::ErrorKind::Interrupted => 0,
+            io::ErrorKind::Interrupted => Sent::Runs(0),
             // The socket buffer is full: the rest waits for the next flush
             // (`keep_blocked`), or is dropped, as UDP would.
             io::ErrorKind::WouldBlock if self.keep_blocked => {
                 report.blocked = true;
-                0
+                Sent::Blocked
             }
             io::ErrorKind::WouldBlock => {
                 report.failed += datagrams(runs);
-                count
+                Sent::Runs(count)
             }
             // A GSO message refused: the device cannot segment or checksum
             // (`EIO`), or the segment is larger than the path's MTU or the
             // socket sends without checksums (`EINVAL`). Plain datagrams still
-            // go (fragmented by IP if they must): send this run one by one,
-            // and the later runs of this batch too, and stop merging runs.
+            // go (fragmented by IP if they must): stop merging runs, and the
+            // caller sends this run and the rest one datagram each.
             _ if runs[0].1 - runs[0].0 > 1
                 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
             {
-                if self.gso {
-                    tracing::debug!(error = %e, "UDP GSO refused; sending datagram by datagram");
-                    self.gso = false;
-                }
-                let (a, b) = runs[0];
-                for q in a..b {
-                    let q = self.queued[q];
-                    let to = (self.connected != Some(q.to)).then_some(q.to);
-                    match send_dontwait(socket, &self.arena[q.offset..q.offset + q.len], to) {
-                        Ok(_) => report.sent += 1,
-                        Err(_) => report.failed += 1,
-                    }
-                    report.calls += 1;
-                }
-                1
+                tracing::debug!(error = %e, "UDP GSO refused; sending datagram by datagram");
+                self.gso = false;
+                Sent::GsoRefused
             }
             _ => {
                 tracing::debug!(error = %e, "UDP send failed");
                 report.failed += runs[0].1 - runs[0].0;
-                1
+                Sent::Runs(1)
             }
         }
     }
+}
+
+/// What one `sendmmsg` of a flush did.
+enum Sent {
+    /// It consumed this many messages (sent, or failed and counted).
+    Runs(usize),
+    /// The socket's buffer is full and the batch keeps the rest.
+    Blocked,
+    /// The kernel refused a GSO message; GSO is now off.
+    GsoRefused,
 }
 
 /// Sends one datagram with `sendto` (`send` when `to` is `None`: the
@@ -1130,6 +1146,14 @@ mod tests {
 
     #[test]
     fn a_refused_gso_send_falls_back_to_one_datagram_each() {
+        refused_gso_round(false);
+        #[cfg(feature = "tokio")]
+        refused_gso_round(true);
+    }
+
+    /// A GSO batch whose socket refuses GSO (optionally keeping what a full
+    /// socket refuses) still delivers everything, one datagram per message.
+    fn refused_gso_round(keep: bool) {
         let (a, b) = pair();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
         if !gso_supported(&a) {
@@ -1151,6 +1175,12 @@ mod tests {
         };
         assert_eq!(r, 0, "{}", io::Error::last_os_error());
         let mut batch = SendBatch::new(1200, true);
+        #[cfg(feature = "tokio")]
+        if keep {
+            batch.keep_when_blocked();
+        }
+        #[cfg(not(feature = "tokio"))]
+        let _ = keep;
         // Two runs GSO would merge (one per destination), then a single one.
         let plan = [(&b, 300, 3), (&c, 200, 3), (&b, 64, 1)];
         let mut tag = 0u8;
@@ -1164,6 +1194,9 @@ mod tests {
         let report = batch.flush(&a);
         assert!(!batch.gso(), "GSO is off after the refusal");
         assert_eq!((report.sent, report.failed), (7, 0));
+        // The refused message, then the rest in one `sendmmsg`.
+        assert_eq!(report.calls, 2, "{report:?}");
+        assert!(batch.is_empty());
         let mut rb = RecvBatch::new(1200, false);
         let mut got = collect(&mut rb, &b, 4);
         got.extend(collect(&mut rb, &c, 3));
