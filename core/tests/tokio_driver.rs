@@ -255,9 +255,10 @@ async fn echo_client(client: u8, tcp: SocketAddr, config: ClientConfig) {
     socket.disconnect(1, 0);
 }
 
-/// Sixteen echo clients against one server, with `socket` on every side;
-/// returns the server socket's system call counters.
-async fn echo_many_clients(ip: IpAddr, socket: SocketConfig) -> IoStats {
+/// Sixteen echo clients against one server, with `socket` on every side
+/// (the server turning GRO on once it runs if `gro_at_run_time`); returns
+/// the server socket's system call counters.
+async fn echo_many_clients(ip: IpAddr, socket: SocketConfig, gro_at_run_time: bool) -> IoStats {
     let dev_server = dev_certificate();
     let config = ClientConfig {
         trust: ServerTrust::Ca(vec![dev_server.cert.clone()]),
@@ -267,6 +268,13 @@ async fn echo_many_clients(ip: IpAddr, socket: SocketConfig) -> IoStats {
     let mut server_config = server_config(&dev_server, TransportConfig::default());
     server_config.socket = socket;
     let (server, _events, server_task) = echo_server(ip, server_config).await;
+    if gro_at_run_time {
+        assert!(!server.io_stats().gro);
+        // While the server's task polls.
+        let on = server.enable_gro();
+        assert_eq!(on, cfg!(target_os = "linux"));
+        assert_eq!(server.enable_gro(), on, "idempotent");
+    }
     let tcp = server.local_tcp_addr().unwrap();
     let start = Instant::now();
     let mut clients = JoinSet::new();
@@ -300,7 +308,7 @@ async fn sixteen_clients_echo_every_channel_kind_over_ipv4() {
         gro: true,
         ..SocketConfig::default()
     };
-    let io = bounded("IPv4 echo", echo_many_clients(LOCALHOST_V4, socket)).await;
+    let io = bounded("IPv4 echo", echo_many_clients(LOCALHOST_V4, socket, false)).await;
     eprintln!("server socket: {io:?}");
     if cfg!(target_os = "linux") {
         assert!(io.gso && io.gro, "GSO and GRO in use: {io:?}");
@@ -309,6 +317,26 @@ async fn sixteen_clients_echo_every_channel_kind_over_ipv4() {
             io.datagrams_sent > 2 * io.send_calls,
             "batched sends: {io:?}"
         );
+        assert!(
+            io.datagrams_received > 2 * io.recv_calls,
+            "batched receives: {io:?}"
+        );
+    }
+}
+
+/// GRO turned on while the server runs (`SecureSocket::enable_gro`): the
+/// runs it then receives are split back into datagrams (every echo comes
+/// back intact; the echo client checks each) and take fewer receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gro_turned_on_at_run_time_splits_the_runs_it_receives() {
+    let io = bounded(
+        "IPv4 echo, GRO at run time",
+        echo_many_clients(LOCALHOST_V4, SocketConfig::default(), true),
+    )
+    .await;
+    eprintln!("server socket: {io:?}");
+    assert_eq!(io.gro, cfg!(target_os = "linux"), "{io:?}");
+    if cfg!(target_os = "linux") {
         assert!(
             io.datagrams_received > 2 * io.recv_calls,
             "batched receives: {io:?}"
@@ -327,7 +355,7 @@ async fn sixteen_clients_echo_every_channel_kind_over_ipv6() {
         batching: false,
         ..SocketConfig::default()
     };
-    let io = bounded("IPv6 echo", echo_many_clients(LOCALHOST_V6, socket)).await;
+    let io = bounded("IPv6 echo", echo_many_clients(LOCALHOST_V6, socket, false)).await;
     eprintln!("server socket: {io:?}");
     assert!(!io.gso && !io.gro, "no offloads without batching: {io:?}");
     assert!(

@@ -279,6 +279,23 @@ impl UdpPath {
         stats
     }
 
+    /// Turns UDP GRO on for `socket` where the kernel has it and the path
+    /// batches its receives (Linux, `SocketConfig::batching`); returns
+    /// whether GRO is now on. Receives after the call take runs.
+    pub fn enable_gro(&mut self, socket: &AsyncUdp) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(b) = &mut self.recv_batch {
+            // Every read holds the driver's lock, as this call does: no read
+            // sees the socket's new setting with the old batch.
+            if !b.gro() && batch::enable_gro(socket.io.get_ref()) {
+                *b = batch::RecvBatch::new(b.max_datagram(), true);
+            }
+            return b.gro();
+        }
+        let _ = socket;
+        false
+    }
+
     /// Counts a wait for readiness.
     pub fn count_wait(&mut self) {
         self.stats.waits += 1;

@@ -1131,6 +1131,17 @@ impl SecureSocket {
         lock(&self.shared.state).endpoint.stats()
     }
 
+    /// Turns UDP GRO (see `SocketConfig::gro`) on for this running socket,
+    /// where the kernel has it and the socket batches its receives (Linux,
+    /// `SocketConfig::batching`); returns whether GRO is now on. A kernel
+    /// that refuses it is not an error: receives go on without. There is no
+    /// way back: runs already queued in the kernel would be cut short by
+    /// receives that no longer expect them.
+    pub fn enable_gro(&self) -> bool {
+        let mut state = lock(&self.shared.state);
+        state.udp.enable_gro(&self.shared.socket)
+    }
+
     /// Counters of the UDP socket's system calls (a `poll`'s waits for
     /// readiness count as `waits`), and whether it sends with GSO and
     /// receives with GRO.

@@ -231,6 +231,11 @@ impl RecvBatch {
         }
     }
 
+    /// The datagram limit: longer datagrams are dropped.
+    pub fn max_datagram(&self) -> usize {
+        self.max_datagram
+    }
+
     /// Whether slots take GRO runs.
     pub fn gro(&self) -> bool {
         !self.controls.is_empty()

@@ -363,7 +363,7 @@ impl UdpIo {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.recv_batch {
             if !b.gro() && batch::enable_gro(&self.socket) {
-                *b = batch::RecvBatch::new(self.max_datagram, true);
+                *b = batch::RecvBatch::new(b.max_datagram(), true);
             }
             return b.gro();
         }
