@@ -9,6 +9,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(has_enet)");
     println!("cargo:rerun-if-env-changed=FASTNET_BENCH_NO_ENET");
+    // `ENET_LIBRARIES` in `src/lib.rs` lists the same places.
     let candidates = [
         "/usr/lib/x86_64-linux-gnu/libenet.so",
         "/usr/lib/aarch64-linux-gnu/libenet.so",
@@ -16,8 +17,11 @@ fn main() {
         "/usr/local/lib/libenet.so",
     ];
     // Only an existing file is watched (a missing one would rerun this script
-    // on every build); `ci/bench.sh` touches this file after installing ENet.
+    // on every build). `ci/bench.sh` says in FASTNET_BENCH_ENET_INSTALLED
+    // whether ENet is installed, so a build made before it was picks it up
+    // there; a plain `cargo run` of a stale build says so in its report.
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=FASTNET_BENCH_ENET_INSTALLED");
     let found = candidates.iter().find(|c| Path::new(c).exists());
     if let (Some(lib), Err(_)) = (found, std::env::var("FASTNET_BENCH_NO_ENET")) {
         println!("cargo:rerun-if-changed={lib}");

@@ -18,10 +18,17 @@ if [ ! -e /usr/include/enet/enet.h ]; then
         echo "==> installing libenet-dev (ENet 1.3) for the ENet rows"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libenet-dev >/dev/null
-        touch bench/build.rs # let the build script find the library
     else
         echo "warning: libenet-dev is not installed and cannot be installed here; ENet rows will be skipped" >&2
     fi
+fi
+
+# Whether ENet is there now: a change reruns the bench's build script, so a
+# binary built before ENet was installed (by this script or another) gets it.
+if [ -e /usr/include/enet/enet.h ]; then
+    export FASTNET_BENCH_ENET_INSTALLED=yes
+else
+    export FASTNET_BENCH_ENET_INSTALLED=no
 fi
 
 # valgrind for the instructions table (callgrind); without it that table says

@@ -190,7 +190,5 @@ fn enet(h: &Harness) -> BenchResult<Vec<Duration>> {
 
 #[cfg(not(has_enet))]
 fn enet(_: &Harness) -> BenchResult<Vec<Duration>> {
-    Err(crate::fail(
-        "not available: libenet-dev not installed at build time",
-    ))
+    Err(crate::fail(crate::enet_missing().unwrap_or_default()))
 }

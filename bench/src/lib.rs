@@ -35,6 +35,33 @@ use std::path::PathBuf;
 /// Whether ENet was found at build time (`libenet-dev`).
 pub const HAS_ENET: bool = cfg!(has_enet);
 
+/// Where `bench/build.rs` looks for ENet's shared library.
+pub const ENET_LIBRARIES: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/libenet.so",
+    "/usr/lib/aarch64-linux-gnu/libenet.so",
+    "/usr/lib/libenet.so",
+    "/usr/local/lib/libenet.so",
+];
+
+/// Why this binary has no ENet rows, if it has none: ENet was not installed
+/// when it was built, or was installed since (a stale build: the report would
+/// leave out rows it could have).
+pub fn enet_missing() -> Option<&'static str> {
+    if HAS_ENET {
+        None
+    } else if ENET_LIBRARIES
+        .iter()
+        .any(|l| std::path::Path::new(l).exists())
+    {
+        Some(
+            "not available: libenet-dev was installed after this binary was built \
+             (rebuild with ./ci/bench.sh)",
+        )
+    } else {
+        Some("not available: libenet-dev not installed at build time")
+    }
+}
+
 /// What every measurement needs to know.
 #[derive(Clone, Debug)]
 pub struct Harness {

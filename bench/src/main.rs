@@ -100,6 +100,9 @@ fn run(args: &[String]) -> BenchResult<()> {
         return Err(fastnet_bench::fail(usage()));
     }
     sections.dedup();
+    if let Some(why) = fastnet_bench::enet_missing() {
+        eprintln!("warning: no ENet rows: {why}");
+    }
     let everything = sections.len() == SECTIONS.len();
     let exe = std::env::current_exe()?;
     let mut h = if quick {

@@ -449,9 +449,7 @@ impl Row {
     /// Why the row cannot run in this build, if it cannot.
     pub fn unavailable(&self) -> Option<&'static str> {
         match self.client {
-            ClientKind::Enet if !crate::HAS_ENET => {
-                Some("not available: libenet-dev not installed at build time")
-            }
+            ClientKind::Enet => crate::enet_missing(),
             _ => None,
         }
     }
