@@ -6,23 +6,19 @@
 use std::path::Path;
 use std::process::Command;
 
+include!("enet_libraries.rs");
+
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(has_enet)");
     println!("cargo:rerun-if-env-changed=FASTNET_BENCH_NO_ENET");
-    // `ENET_LIBRARIES` in `src/lib.rs` lists the same places.
-    let candidates = [
-        "/usr/lib/x86_64-linux-gnu/libenet.so",
-        "/usr/lib/aarch64-linux-gnu/libenet.so",
-        "/usr/lib/libenet.so",
-        "/usr/local/lib/libenet.so",
-    ];
     // Only an existing file is watched (a missing one would rerun this script
     // on every build). `ci/bench.sh` says in FASTNET_BENCH_ENET_INSTALLED
     // whether ENet is installed, so a build made before it was picks it up
     // there; a plain `cargo run` of a stale build says so in its report.
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=enet_libraries.rs");
     println!("cargo:rerun-if-env-changed=FASTNET_BENCH_ENET_INSTALLED");
-    let found = candidates.iter().find(|c| Path::new(c).exists());
+    let found = ENET_LIBRARIES.iter().find(|c| Path::new(c).exists());
     if let (Some(lib), Err(_)) = (found, std::env::var("FASTNET_BENCH_NO_ENET")) {
         println!("cargo:rerun-if-changed={lib}");
         let dir = Path::new(lib).parent().expect("library directory");

@@ -35,13 +35,7 @@ use std::path::PathBuf;
 /// Whether ENet was found at build time (`libenet-dev`).
 pub const HAS_ENET: bool = cfg!(has_enet);
 
-/// Where `bench/build.rs` looks for ENet's shared library.
-pub const ENET_LIBRARIES: [&str; 4] = [
-    "/usr/lib/x86_64-linux-gnu/libenet.so",
-    "/usr/lib/aarch64-linux-gnu/libenet.so",
-    "/usr/lib/libenet.so",
-    "/usr/local/lib/libenet.so",
-];
+include!("../enet_libraries.rs");
 
 /// Why this binary has no ENet rows, if it has none: ENet was not installed
 /// when it was built, or was installed since (a stale build: the report would

@@ -287,10 +287,7 @@ impl UdpPath {
         if let Some(b) = &mut self.recv_batch {
             // Every read holds the driver's lock, as this call does: no read
             // sees the socket's new setting with the old batch.
-            if !b.gro() && batch::enable_gro(socket.io.get_ref()) {
-                *b = batch::RecvBatch::new(b.max_datagram(), true);
-            }
-            return b.gro();
+            return b.enable_gro(socket.io.get_ref());
         }
         let _ = socket;
         false
@@ -707,6 +704,16 @@ mod tests {
         got.len() - before
     }
 
+    /// A path for `socket` without link simulation, batched or not, for
+    /// 1200-byte datagrams.
+    fn plain_path(socket: &AsyncUdp, batching: bool) -> UdpPath {
+        let config = SocketConfig {
+            batching,
+            ..SocketConfig::default()
+        };
+        UdpPath::new(socket, &LinkSimulation::default(), &config, 1200).expect("path")
+    }
+
     /// A burst read through a [`UdpPath`], batched (`recvmmsg` after two
     /// single reads) or not: a receive told to stop early still hands over
     /// what its batch took, the next one reads on, nothing is lost or
@@ -717,12 +724,7 @@ mod tests {
             runtime().block_on(async {
                 let (tx, rx) = (bound(), bound());
                 let to = rx.local_addr().unwrap();
-                let config = SocketConfig {
-                    batching,
-                    ..SocketConfig::default()
-                };
-                let sim = LinkSimulation::default();
-                let mut path = UdpPath::new(&rx, &sim, &config, 1200).expect("path");
+                let mut path = plain_path(&rx, batching);
                 let total = 40u8;
                 for i in 0..total {
                     tx.try_send_to(&[i; 30], to).unwrap();
@@ -769,12 +771,7 @@ mod tests {
                 let peer = SocketAddr::from(([127, 0, 0, 1], 9));
                 let tx = std::net::UdpSocket::from(std::os::fd::OwnedFd::from(tx));
                 let socket = AsyncUdp::new(tx, Some(peer)).expect("register");
-                let config = SocketConfig {
-                    batching,
-                    ..SocketConfig::default()
-                };
-                let sim = LinkSimulation::default();
-                let mut path = UdpPath::new(&socket, &sim, &config, 1200).expect("path");
+                let mut path = plain_path(&socket, batching);
                 let total = 200usize;
                 let (mut next, mut got, mut blocked) = (0, Vec::new(), 0);
                 let mut buf = [0u8; 2048];

@@ -231,9 +231,16 @@ impl RecvBatch {
         }
     }
 
-    /// The datagram limit: longer datagrams are dropped.
-    pub fn max_datagram(&self) -> usize {
-        self.max_datagram
+    /// Turns UDP GRO on for `socket` (see [`enable_gro`]) and, if the
+    /// kernel takes it, makes the slots take runs; returns whether they do.
+    /// The caller must not let a receive run on `socket` between the two
+    /// (both drivers hold their lock).
+    pub fn enable_gro(&mut self, socket: &UdpSocket) -> bool {
+        debug_assert!(self.held.is_none(), "a held datagram is taken first");
+        if !self.gro() && enable_gro(socket) {
+            *self = Self::new(self.max_datagram, true);
+        }
+        self.gro()
     }
 
     /// Whether slots take GRO runs.

@@ -362,10 +362,7 @@ impl UdpIo {
     pub fn enable_gro(&mut self) -> bool {
         #[cfg(target_os = "linux")]
         if let Some(b) = &mut self.recv_batch {
-            if !b.gro() && batch::enable_gro(&self.socket) {
-                *b = batch::RecvBatch::new(b.max_datagram(), true);
-            }
-            return b.gro();
+            return b.enable_gro(&self.socket);
         }
         false
     }
